@@ -1,0 +1,141 @@
+"""Weight files: safetensors with the recipe to rebuild the network in their metadata.
+
+A dramnet-edge weight file is a ``.safetensors`` whose metadata holds
+``{"format": "dramnet-edge", "model": <registered name>, "overrides": <json>, "version": ..., ...}``,
+so ``load_model(path)`` can rebuild the exact network before loading it with ``strict=True``.
+Training checkpoints (``.pt``, see dramnet_edge/train) hold the same under ``"model_args"`` and the
+weights under ``"model"``; ``load_weights`` accepts both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+FORMAT = "dramnet-edge"
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, write_fn) -> None:
+    """Call ``write_fn(tmp_path)`` then rename into place: a crash never leaves half a file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict | None = None) -> None:
+    """Write the model's weights and its rebuild recipe (``model.create_args``) as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    from .. import __version__
+
+    args = getattr(model, "create_args", None)
+    if args is None:
+        raise ValueError("model was not built by create_model(); its rebuild recipe is unknown")
+    meta = {"format": FORMAT, "model": args["name"], "overrides": json.dumps(args["overrides"]), "version": __version__}
+    for k, v in (extra_metadata or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The rebuild recipe of a weight file: {"model": name, "overrides": dict, ...}. ValueError if not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+        except Exception as e:  # noqa: BLE001 - any parse failure means "not a valid file"
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a dramnet-edge weight file (no '{FORMAT}' metadata)")
+        meta["overrides"] = json.loads(meta.get("overrides", "{}"))
+        return meta
+    ckpt = _torch_load(path)
+    if not isinstance(ckpt, dict) or "model_args" not in ckpt:
+        raise ValueError(f"{path}: not a dramnet-edge checkpoint (no 'model_args'); accepted: .safetensors from "
+                         "`dramnet-edge train`/save_weights, or a training checkpoint .pt")
+    return {"model": ckpt["model_args"]["name"], "overrides": ckpt["model_args"]["overrides"], **ckpt.get("meta", {})}
+
+
+def _torch_load(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    ckpt = _torch_load(path)
+    if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
+        return ckpt["model"]
+    if isinstance(ckpt, dict) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return ckpt
+    raise ValueError(f"{path}: no state dict found (expected a 'model' entry or a plain state dict)")
+
+
+def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """``load_state_dict(strict=True)`` with a one-line ValueError naming missing, unexpected and mis-shaped keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                shown = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+                parts.append(f"{label} keys: {shown}")
+        raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a dramnet-edge weight file or training checkpoint into ``model`` with strict=True."""
+    load_state_dict_strict(model, read_state_dict(path), source=str(path))
+
+
+def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
+    """Rebuild the network recorded in a weight file and load it. Returns (model in eval mode, metadata)."""
+    from .registry import create_model
+
+    meta = read_metadata(path)
+    model = create_model(meta["model"], **{**meta["overrides"], **overrides})
+    load_weights(model, path)
+    return model.eval(), meta
