@@ -33,7 +33,8 @@ class TorchSession:
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
         self.model = model.eval().to(device)
         self.device = torch.device(device)
-        self.tile = model.tile
+        # Models without a fixed tile (AIBNet pads any size) are tiled at 256, their training patch size.
+        self.tile = getattr(model, "tile", 256)
 
     @torch.inference_mode()
     def infer(self, tiles: np.ndarray, tau: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -48,10 +49,10 @@ class TorchSession:
             out = model.decode(x, levels, blur, exit_mask)
         else:
             out = torch.empty_like(x)
-            for mask in (exit_mask, ~exit_mask):
-                idx = mask.nonzero().squeeze(1)
+            for group in (exit_mask, ~exit_mask):
+                idx = group.nonzero().squeeze(1)
                 sub = [lv.index_select(0, idx) for lv in levels]
-                out[idx] = model.decode(x[idx], sub, blur[idx], mask[idx])
+                out[idx] = model.decode(x[idx], sub, blur[idx], exit_mask[idx])
         exited = np.zeros(len(x), dtype=bool) if exit_mask is None else exit_mask.cpu().numpy()
         return out.float().cpu().numpy(), exited
 

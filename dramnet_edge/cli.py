@@ -1,0 +1,173 @@
+"""The ``dramnet-edge`` command line (click).
+
+Bad input (missing file, corrupt image, unknown model, impossible flags) ends with a one-line
+``Error: ...`` and a non-zero exit; nothing the user owns is overwritten half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+DEFAULT_MODEL = "dramnet_tiny"
+
+
+class _Group(click.Group):
+    """Turns a ValueError raised by the library into click's one-line error and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ValueError as e:
+            raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dramnet-edge")
+def main():
+    """Train DRAMNet/AIBNet deblurring networks and deploy them to edge devices.
+
+    \b
+    Typical day:
+      dramnet-edge train --config train/gopro.yaml --out runs/gopro
+      dramnet-edge export --target tensorrt --int8 -o dramnet.engine
+      dramnet-edge bench dramnet.engine --images photos/
+    Run `dramnet-edge COMMAND --help` for each command.
+    """
+
+
+def _model_choices() -> list[str]:
+    from .models import list_models
+
+    return list_models()
+
+
+def _validate_model(ctx, param, value):
+    if value is None:
+        return value
+    names = _model_choices()
+    if value not in names:
+        raise click.BadParameter(f"unknown model {value!r}; choose one of: {', '.join(names)}")
+    return value
+
+
+@main.command()
+@click.argument("model", callback=_validate_model)
+@click.option("--tile", default=224, show_default=True, type=int, help="Tile size (pixels) the MACs are counted at.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def info(model: str, tile: int, as_json: bool):
+    """Parameters per component and MACs of MODEL at one TILE x TILE tile.
+
+    MODEL is a registered variant (dramnet_tiny, dramnet_s, dramnet_b, dramnet_l, aibnet_s|b|l). The
+    model is built on PyTorch's meta device, so even the large variants take no memory.
+    """
+    import torch
+
+    from .models import create_model
+    from .models.summary import count_macs, param_report
+
+    overrides = {"tile": tile} if model.startswith("dramnet") else {}
+    with torch.device("meta"):
+        net = create_model(model, **overrides)
+    params = param_report(net)
+    macs = count_macs(net, tile)
+    report = {"model": model, "tile": tile, "params": params, "macs_g": round(macs / 1e9, 3)}
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{model} at {tile}x{tile}")
+    for name, n in params.items():
+        click.echo(f"  {name:<12} {n / 1e6:10.3f} M params")
+    click.echo(f"  {'MACs':<12} {macs / 1e9:10.3f} G (convolutions, matmuls, attention; FFTs not counted)")
+
+
+def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None):
+    """The model for a command: a weight file (its own recipe) or a registered name (the embedded default
+    weights for dramnet_tiny when shipped, random init otherwise, with a warning)."""
+    from .models import create_model
+    from .models.checkpoint import load_model
+    from .weights import default_checkpoint
+
+    if checkpoint:
+        net, meta = load_model(checkpoint)
+        if model and model != meta["model"]:
+            raise ValueError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
+        name = meta["model"]
+    else:
+        name = model or DEFAULT_MODEL
+        shipped = default_checkpoint(name)
+        if shipped is not None:
+            net, _ = load_model(shipped)
+        else:
+            click.echo(f"warning: no weights given or shipped for {name}; using random initialisation", err=True)
+            net = create_model(name)
+    if tau is not None:
+        if not hasattr(net, "tau"):
+            raise ValueError(f"--tau needs a model with a blur map (dramnet_*); {name} has none")
+        net.tau = tau
+    return net.eval(), name
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the restored images (same names, .png).")
+@click.option("--model", callback=_validate_model, help=f"Registered variant (default: {DEFAULT_MODEL}, shipped weights).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weight file (.safetensors or training .pt); it names its own model.")
+@click.option("--tau", type=float, default=None,
+              help="Early-exit threshold: tiles whose max blur score is below it take the light decoder path.")
+@click.option("--overlap", default=32, show_default=True, type=int, help="Tile overlap in pixels (blended).")
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per inference batch.")
+@click.option("--backend", type=click.Choice(["torch"]), default="torch", show_default=True,
+              help="Inference backend (artifact backends arrive with `export`).")
+@click.option("--device", default="cpu", show_default=True, help="torch device for --backend torch (cpu, cuda, cuda:1).")
+@click.option("--overwrite", is_flag=True, help="Replace existing files in OUTDIR (default: refuse).")
+def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend, device, overwrite):
+    """Deblur INPUT images of any size (8/16-bit PNG, JPEG, grayscale, alpha) tile by tile.
+
+    Overlapping tiles are blended without seams; results go to OUTDIR as same-named PNGs keeping the
+    input's bit depth, grayscale and alpha. Prints what fraction of tiles exited early.
+    """
+    import torch
+
+    from .data.io import read_image, write_image
+    from .runtime.session import open_session
+    from .runtime.tiling import deblur_image
+
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        raise ValueError(f"input not found: {', '.join(missing)}")
+    targets = [outdir / (p.stem + ".png") for p in inputs]
+    if len(set(targets)) != len(targets):
+        raise ValueError("two inputs share a file stem; their outputs would overwrite each other")
+    clobber = [str(t) for t in targets if t.exists()]
+    if clobber and not overwrite:
+        raise ValueError(f"output exists: {clobber[0]} (pass --overwrite to replace)")
+    images = [read_image(p) for p in inputs]  # read everything first: a corrupt file fails before any work
+
+    net, name = load_cli_model(model, checkpoint, tau)
+    session = open_session(backend, model=net, device=device)
+    outdir.mkdir(parents=True, exist_ok=True)
+    total_tiles = total_exit = 0
+    for path, img, target in zip(inputs, images, targets):
+        t0 = time.perf_counter()
+        restored, stats = deblur_image(session, img.image.numpy(), tau=tau, overlap=overlap, batch_size=batch_size)
+        write_image(target, img.with_image(torch.from_numpy(restored)))
+        total_tiles += stats.tiles
+        total_exit += stats.exited
+        click.echo(f"{path} -> {target}  ({img.image.shape[2]}x{img.image.shape[1]}, {stats.tiles} tiles, "
+                   f"{time.perf_counter() - t0:.2f} s)")
+    frac = total_exit / total_tiles if total_tiles else 0.0
+    tau_txt = "no early exit (no --tau)" if tau is None else f"tau={tau:g}"
+    click.echo(f"{name}: {total_exit}/{total_tiles} tiles exited early ({100 * frac:.1f} %), {tau_txt}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
