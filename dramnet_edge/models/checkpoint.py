@@ -37,6 +37,10 @@ def atomic_write(path: str | os.PathLike, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
+        # mkstemp creates 0600; give the file the permissions a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
