@@ -42,6 +42,12 @@ def main():
     """
 
 
+def _backend_choices() -> list[str]:
+    from .cli_export import deblur_backend_choices
+
+    return deblur_backend_choices()
+
+
 def _model_choices() -> list[str]:
     from .models import list_models
 
@@ -125,11 +131,13 @@ def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None)
               help="Early-exit threshold: tiles whose max blur score is below it take the light decoder path.")
 @click.option("--overlap", default=32, show_default=True, type=int, help="Tile overlap in pixels (blended).")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per inference batch.")
-@click.option("--backend", type=click.Choice(["torch"]), default="torch", show_default=True,
-              help="Inference backend (artifact backends arrive with `export`).")
+@click.option("--backend", type=click.Choice(_backend_choices()), default="torch", show_default=True,
+              help="torch runs --model/--checkpoint; the others run an exported --artifact.")
+@click.option("--artifact", type=click.Path(path_type=Path),
+              help="Exported model for a non-torch --backend (m.onnx, m.engine, m.xml, m.mlpackage or m.json).")
 @click.option("--device", default="cpu", show_default=True, help="torch device for --backend torch (cpu, cuda, cuda:1).")
 @click.option("--overwrite", is_flag=True, help="Replace existing files in OUTDIR (default: refuse).")
-def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend, device, overwrite):
+def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend, artifact, device, overwrite):
     """Deblur INPUT images of any size (8/16-bit PNG, JPEG, grayscale, alpha) tile by tile.
 
     Overlapping tiles are blended without seams; results go to OUTDIR as same-named PNGs keeping the
@@ -152,8 +160,15 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
         raise ValueError(f"output exists: {clobber[0]} (pass --overwrite to replace)")
     images = [read_image(p) for p in inputs]  # read everything first: a corrupt file fails before any work
 
-    net, name = load_cli_model(model, checkpoint, tau)
-    session = open_session(backend, model=net, device=device)
+    if backend == "torch":
+        if artifact is not None:
+            raise ValueError("--artifact is for the exported backends; --backend torch runs --model/--checkpoint")
+        net, name = load_cli_model(model, checkpoint, tau)
+        session = open_session(backend, model=net, device=device)
+    else:
+        from .cli_export import open_artifact_session
+
+        session, name = open_artifact_session(backend, artifact, model=model, checkpoint=checkpoint, device=device)
     outdir.mkdir(parents=True, exist_ok=True)
     total_tiles = total_exit = 0
     for path, img, target in zip(inputs, images, targets):
@@ -168,6 +183,15 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
     tau_txt = "no early exit (no --tau)" if tau is None else f"tau={tau:g}"
     click.echo(f"{name}: {total_exit}/{total_tiles} tiles exited early ({100 * frac:.1f} %), {tau_txt}")
 
+
+def _attach_commands() -> None:
+    """Commands that live in their own modules (one per pipeline stage)."""
+    from .cli_export import export
+
+    main.add_command(export)
+
+
+_attach_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

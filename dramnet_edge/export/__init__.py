@@ -1,0 +1,13 @@
+"""Deployment export (DESIGN.md, pipeline steps 1, 2 and 4).
+
+fold.py           inference form: plain decoder path, BatchNorm folded, FFT as DFT matmuls, split graphs
+formats.py        the one table of targets (suffix, precisions, flags, extra, backend) behind CLI, runtime and bench
+exporter.py       one export end to end: validate, fold, convert, sidecar, re-load and parity on photos
+torch2onnx.py     dynamo exporter + onnxsim + checker;  onnx_fp16.py  typed FP16 with FP32 islands
+onnx2engine.py    TensorRT engines;  torch_tensorrt.py  torch-tensorrt programs
+torch2coreml.py   CoreML ML programs;  onnx2openvino.py  OpenVINO IR
+lint.py           what TensorRT 10.x / CoreML / OpenVINO reject;  sidecar.py  the JSON beside every artifact
+profile.py        the YAML target profiles in the top-level export/ folder
+
+Heavy SDKs are imported inside the functions that use them; importing this package costs nothing.
+"""

@@ -1,0 +1,214 @@
+"""``dramnet-edge export``: one command for every deployment target, driven by the formats table.
+
+Registered on the main group by ``cli.py`` (``main.add_command(export)``). Bad input (unknown target, wrong
+suffix, incompatible flags, a precision the target lacks or that is not available yet, a missing SDK) ends with
+one ``Error: ...`` line and exit code 2 before any work is done, except that a TensorRT export on a machine without
+TensorRT first writes and lints the ONNX it would build from, then says what to install.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .export.formats import FORMATS, PRECISIONS
+
+DEFAULT_MODEL = "dramnet_tiny"
+#: Precision when --precision is not given: what each target is normally deployed at.
+DEFAULT_PRECISION = {"onnx": "fp32", "tensorrt": "fp16", "torch-tensorrt": "fp16", "coreml": "fp16", "openvino": "fp32"}
+
+
+def retile(net, tile: int):
+    """``net`` rebuilt for another tile size: same weights, position embeddings resampled once to the new token
+    grid (as the official DINOv2 code does at run time). Returns ``net`` itself when the tile already matches."""
+    from .models import create_model
+    from .models.checkpoint import load_state_dict_strict
+    from .models.depth_anything import resample_pos_embed
+
+    if net.tile == tile:
+        return net
+    args = getattr(net, "create_args", None)
+    if args is None:
+        raise ValueError("cannot change the tile of a model not built by create_model()")
+    new = create_model(args["name"], **{**args["overrides"], "tile": tile})
+    state = net.state_dict()
+    state["encoder.pos_embed"] = resample_pos_embed(state["encoder.pos_embed"], new.encoder.grid)
+    load_state_dict_strict(new, state, source=f"{args['name']} retiled to {tile}")
+    return new.eval()
+
+
+def load_export_model(model: str | None, checkpoint: Path | None, tile: int, warn=None):
+    """(model in eval mode at ``tile``, its registered name, the weight file used or None)."""
+    from .models import create_model
+    from .models.checkpoint import load_model
+    from .weights import default_checkpoint
+
+    warn = warn or (lambda msg: click.echo(msg, err=True))
+    if checkpoint is not None:
+        net, meta = load_model(checkpoint)
+        if model and model != meta["model"]:
+            raise ValueError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
+        name, source = meta["model"], checkpoint
+    else:
+        name = model or DEFAULT_MODEL
+        source = default_checkpoint(name)
+        if source is not None:
+            net, _ = load_model(source)
+        else:
+            warn(f"warning: no weights given or shipped for {name}; exporting a randomly initialised model")
+            return create_model(name, tile=tile).eval(), name, None
+    if not hasattr(net, "blur_map"):
+        raise ValueError(f"export supports the DRAMNet models (dramnet_*); {name} is not one")
+    if net.tile != tile:
+        warn(f"note: {name} weights are for tile {net.tile}; resampling position embeddings to tile {tile}")
+        net = retile(net, tile)
+    return net, name, source
+
+
+def _validate_model(ctx, param, value):
+    if value is None:
+        return value
+    from .models import list_models
+
+    names = [n for n in list_models() if n.startswith("dramnet")]
+    if value not in names:
+        raise click.BadParameter(f"unknown or non-exportable model {value!r}; choose one of: {', '.join(names)}")
+    return value
+
+
+@click.command("export")
+@click.option("--model", callback=_validate_model,
+              help=f"Registered DRAMNet variant (default: {DEFAULT_MODEL}, its shipped weights when present).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weight file (.safetensors or training .pt); it names its own model.")
+@click.option("--profile", type=click.Path(dir_okay=False, path_type=Path),
+              help="Target profile YAML (export/*.yaml); flags given here override its fields.")
+@click.option("--target", type=click.Choice(list(FORMATS)),
+              help="Deployment format: " + "; ".join(f"{f.name} ({f.suffix})" for f in FORMATS.values()) + ".")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=None,
+              help="Numeric precision. Default per target: "
+                   + ", ".join(f"{k} {v}" for k, v in DEFAULT_PRECISION.items()) + ".")
+@click.option("--int8", "int8", is_flag=True, help="Shorthand for --precision int8.")
+@click.option("--fft", type=click.Choice(["dft", "native"]), default="dft", show_default=True,
+              help="FFT form: fixed DFT matmuls (every target; fastest measured) or the native FFT op "
+                   "(onnx, openvino).")
+@click.option("--tile", default=224, show_default=True, type=int, help="Static tile size (multiple of 112).")
+@click.option("--batch", type=int, default=None,
+              help="Static batch size N. Default: a dynamic batch axis where the target has one (CoreML: 1).")
+@click.option("--dynamic-batch", is_flag=True, help="Dynamic batch axis, the default (TensorRT: profile 1/8/16).")
+@click.option("--tau", type=float, default=None,
+              help="Early-exit threshold baked into the whole-model graph and recorded in the sidecar.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Artifact path; its suffix must match --target. Split graphs and the .json sidecar go beside it.")
+@click.option("--no-check", is_flag=True, help="Skip re-loading the artifact and measuring parity against PyTorch.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
+@click.pass_context
+def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output,
+           no_check, overwrite):
+    """Export a DRAMNet for a deployment target, with a JSON sidecar and a parity check on real photos.
+
+    \b
+    Examples:
+      dramnet-edge export --target onnx -o dramnet.onnx
+      dramnet-edge export --target onnx --precision fp16 --dynamic-batch -o dramnet16.onnx
+      dramnet-edge export --target tensorrt --precision fp16 -o dramnet.engine      (CUDA host)
+      dramnet-edge export --target coreml --int8 -o dramnet.mlpackage
+      dramnet-edge export --target openvino --precision fp16 -o dramnet.xml
+      dramnet-edge export --profile export/desktop-trt-fp16.yaml -o dramnet.engine
+    Besides OUTPUT it writes the split graphs the runtime dispatches the early exit with (NAME.encoder.X,
+    NAME.decoder_full.X, NAME.decoder_light.X) and NAME.json (model, checkpoint hash, tile, precision, versions,
+    parity). Load it with `dramnet-edge deblur --backend BACKEND --artifact OUTPUT`.
+    """
+    try:
+        if profile is not None:
+            model, target, precision, fft, tile, batch, dynamic_batch, tau = _apply_profile(
+                ctx, profile, model=model, target=target, precision=precision, fft=fft, tile=tile, batch=batch,
+                dynamic_batch=dynamic_batch, tau=tau)
+        if target is None:
+            raise ValueError("--target is required (or a --profile that names one); choose one of: "
+                             + ", ".join(FORMATS))
+        _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
+                overwrite)
+    except ValueError as e:
+        raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+
+
+def _apply_profile(ctx, path: Path, **given):
+    """The profile's fields, each replaced by the flag of the same name when that flag was given on the command line."""
+    from click.core import ParameterSource
+
+    from .export.formats import get_format
+    from .export.profile import load_profile
+
+    prof = load_profile(path)
+    get_format(prof.target)
+    values = {}
+    for name in ("model", "target", "precision", "fft", "tile", "batch", "dynamic_batch", "tau"):
+        from_cli = ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        values[name] = given[name] if from_cli else getattr(prof, name)
+    # A batch flag on the command line replaces the profile's batch choice, static or dynamic, as a whole.
+    cli_batch = ctx.get_parameter_source("batch") == ParameterSource.COMMANDLINE
+    cli_dynamic = ctx.get_parameter_source("dynamic_batch") == ParameterSource.COMMANDLINE
+    if cli_batch and not cli_dynamic:
+        values["dynamic_batch"] = False
+    if cli_dynamic and not cli_batch:
+        values["batch"] = None
+    return tuple(values[k] for k in ("model", "target", "precision", "fft", "tile", "batch", "dynamic_batch", "tau"))
+
+
+def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
+            overwrite):
+    from .export.exporter import export_model
+    from .export.formats import require_sdk, validate_request
+
+    if int8 and precision not in (None, "int8"):
+        raise ValueError(f"--int8 and --precision {precision} contradict each other; give one of them")
+    precision = "int8" if int8 else (precision or DEFAULT_PRECISION[target])
+    fmt = validate_request(target, precision, output=output, fft=fft, batch=batch, dynamic_batch=dynamic_batch)
+    if tile % 112:
+        raise ValueError(f"--tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
+    if target != "tensorrt":
+        require_sdk(fmt)
+    if output.exists() and not overwrite:
+        raise ValueError(f"output exists: {output} (pass --overwrite to replace)")
+    if checkpoint is not None and not checkpoint.is_file():
+        raise ValueError(f"checkpoint not found: {checkpoint}")
+    net, name, source = load_export_model(model, checkpoint, tile)
+    sidecar = export_model(
+        net, target=target, output=output, precision=precision, fft=fft, batch=batch, dynamic_batch=dynamic_batch,
+        tau=tau, model_name=name, checkpoint=source, check=not no_check, log=lambda m: click.echo(m, err=True),
+    )
+    parity = sidecar.get("parity") or {}
+    status = "not measured" if not parity or parity.get("ok") is None else ("ok" if parity["ok"] else "BELOW TARGET")
+    click.echo(f"{output} ({target}, {precision}, tile {sidecar['tile']}, batch {sidecar['batch']}); "
+               f"sidecar {fmt.sidecar_path(output)}; parity {status}")
+
+
+# -- for `dramnet-edge deblur --backend B --artifact PATH` (cli.py) -----------------------------------------------
+
+def deblur_backend_choices() -> list[str]:
+    """``--backend`` choices for deblur: torch first, then every backend of the formats table."""
+    from .export.formats import backend_names
+
+    return ["torch", *backend_names()]
+
+
+def open_artifact_session(backend: str, artifact: Path | None, *, model: str | None = None,
+                          checkpoint: Path | None = None, device: str = "cpu"):
+    """(session, model name) for a non-torch deblur backend. ValueError (one line) when the artifact is missing,
+    has no sidecar, was exported for another backend, or --model/--checkpoint were given (they belong to torch)."""
+    from .export.sidecar import read_sidecar
+    from .runtime.session import open_session
+
+    if artifact is None:
+        raise ValueError(f"--backend {backend} runs an exported model: give --artifact PATH "
+                         "(from `dramnet-edge export`)")
+    if model is not None or checkpoint is not None:
+        raise ValueError(f"--model/--checkpoint select a PyTorch model; --backend {backend} runs --artifact "
+                         f"{artifact} as exported")
+    if not Path(artifact).exists():
+        raise ValueError(f"artifact not found: {artifact}")
+    sidecar, _ = read_sidecar(artifact)
+    session = open_session(backend, artifact=str(artifact), device=device)
+    return session, sidecar["model"]

@@ -1,0 +1,249 @@
+"""One export, end to end: validate the request against the formats table, fold, convert the four graphs, write the
+sidecar, re-load the artifact through its runtime backend and measure parity against PyTorch on real photos.
+
+``export_model(model, target=..., output=...)`` is what ``dramnet-edge export`` calls; it returns the sidecar dict.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .fold import fold_model, split_graphs, example_inputs
+from .formats import ExportFormat, get_format, require_sdk, validate_request
+from .sidecar import PARITY_PHOTOS, build_sidecar, parity_figures, parity_photos, write_sidecar
+from .torch2onnx import DEFAULT_OPSET
+
+#: Worst-photo PSNR (dB) of an artifact against PyTorch FP32 below which the export warns and marks parity not ok.
+PARITY_MIN_DB = {"fp32": 50.0, "fp16": 40.0, "int8": 30.0}
+
+
+def artifact_size(path: str | os.PathLike) -> int:
+    """Bytes on disk of one artifact file (an .mlpackage directory summed; an OpenVINO .xml with its .bin)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    size = path.stat().st_size
+    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
+        size += path.with_suffix(".bin").stat().st_size
+    return size
+
+
+def _export_onnx_graphs(graphs, folded, paths: dict[str, Path], *, precision: str, batch, opset: int,
+                        log: Callable[[str], None]) -> None:
+    from .onnx_fp16 import convert_file_to_fp16
+    from .torch2onnx import export_onnx
+
+    ex_batch = 2 if batch == "dynamic" else int(batch)  # torch.export specialises a size-1 axis: dynamic needs 2
+    for name, graph in graphs.items():
+        t0 = time.perf_counter()
+        ex = example_inputs(graph, folded, ex_batch)
+        kwargs = dict(input_names=graph.input_names, output_names=graph.output_names,
+                      dynamic_batch=batch == "dynamic", opset=opset)
+        if precision == "fp32":
+            export_onnx(graph, ex, paths[name], **kwargs)
+        else:
+            with tempfile.TemporaryDirectory(dir=paths[name].parent) as tmp:
+                fp32 = Path(tmp) / "fp32.onnx"
+                export_onnx(graph, ex, fp32, **kwargs)
+                convert_file_to_fp16(fp32, paths[name])
+        log(f"  {name}: {paths[name].name} ({time.perf_counter() - t0:.1f} s)")
+
+
+def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft, opset, log) -> dict:
+    """Write every graph for ``fmt``; returns extra sidecar fields."""
+    extra: dict = {}
+    if fmt.name == "onnx":
+        _export_onnx_graphs(graphs, folded, paths, precision=precision, batch=batch, opset=opset, log=log)
+    elif fmt.name == "tensorrt":
+        from .lint import check_onnx
+        from .onnx2engine import batch_profile, build_engine, tensorrt_version
+
+        onnx_paths = get_format("onnx").artifact_paths(paths["model"].with_suffix(".onnx"))
+        _export_onnx_graphs(graphs, folded, onnx_paths, precision=precision, batch=batch, opset=opset, log=log)
+        for p in onnx_paths.values():
+            check_onnx(p, purpose="TensorRT")
+        extra["onnx_graphs"] = {g: p.name for g, p in onnx_paths.items()}
+        if tensorrt_version() is None:
+            raise ValueError(f"wrote the linted ONNX {onnx_paths['model']}; building the engine needs TensorRT, "
+                             f"which is not installed here: {fmt.install_hint()}")
+        cache = paths["model"].with_name(paths["model"].name[: -len(fmt.suffix)] + ".timing.cache")
+        for name in graphs:
+            info = build_engine(onnx_paths[name], paths[name], precision=precision, batch=batch, timing_cache=cache)
+            log(f"  {name}: {paths[name].name}")
+        extra.update(tensorrt_build=info, timing_cache=cache.name, max_batch=batch_profile(batch)[2])
+    elif fmt.name == "torch-tensorrt":
+        from .onnx2engine import batch_profile
+        from .torch_tensorrt import compile_torch_tensorrt
+
+        for name, graph in graphs.items():
+            ex = example_inputs(graph, folded, 2 if batch == "dynamic" else int(batch))
+            info = compile_torch_tensorrt(graph, ex, paths[name], precision=precision, batch=batch)
+            log(f"  {name}: {paths[name].name}")
+        extra.update(torch_tensorrt_build=info, max_batch=batch_profile(batch)[2])
+    elif fmt.name == "coreml":
+        from .torch2coreml import convert_coreml
+
+        for name, graph in graphs.items():
+            t0 = time.perf_counter()
+            ex = example_inputs(graph, folded, int(batch))
+            info = convert_coreml(graph, ex, paths[name], input_names=graph.input_names,
+                                  output_names=graph.output_names, precision=precision)
+            log(f"  {name}: {paths[name].name} ({time.perf_counter() - t0:.1f} s)")
+        extra["coreml"] = {**info, "weights": "int8 linear symmetric" if precision == "int8" else precision,
+                           "compute_precision": "fp32" if precision == "fp32" else "fp16"}
+    elif fmt.name == "openvino":
+        from .onnx2openvino import onnx_to_openvino, torch_to_openvino
+
+        if fft == "dft":  # via the DFT-free ONNX: OpenVINO's ONNX route measured faster than its torch route
+            with tempfile.TemporaryDirectory(dir=paths["model"].parent) as tmp:
+                onnx_paths = get_format("onnx").artifact_paths(Path(tmp) / "m.onnx")
+                _export_onnx_graphs(graphs, folded, onnx_paths, precision="fp32", batch=batch, opset=opset, log=log)
+                for name in graphs:
+                    onnx_to_openvino(onnx_paths[name], paths[name], precision=precision, batch=batch)
+            extra["source"] = "onnx"
+        else:
+            for name, graph in graphs.items():
+                ex = example_inputs(graph, folded, 2 if batch == "dynamic" else int(batch))
+                torch_to_openvino(graph, ex, paths[name], input_names=graph.input_names,
+                                  output_names=graph.output_names, precision=precision, batch=batch)
+                log(f"  {name}: {paths[name].name}")
+            extra["source"] = "torch"
+        extra["weights"] = precision
+    else:  # pragma: no cover - the table and this switch are kept together
+        raise AssertionError(fmt.name)
+    return extra
+
+
+def parity_references(model: nn.Module, photos: np.ndarray, tau: float | None) -> dict[str, np.ndarray]:
+    """PyTorch FP32 outputs of the training-form model: full path, light path, and forward with tau."""
+    from ..runtime.session import TorchSession
+
+    session = TorchSession(model)
+    full, _ = session.infer(photos, None)
+    with torch.inference_mode():
+        x = torch.from_numpy(photos)
+        levels, blur_maps, _ = model.encode(x)
+        light = model.decode(x, levels, blur_maps[0], True).float().numpy()
+    refs = {"full": full, "light": light, "model": full}
+    if tau is not None:
+        refs["model"], refs["exited"] = session.infer(photos, tau)
+    return refs
+
+
+_SAME = object()
+
+
+def measure_parity(session, refs: dict[str, np.ndarray], photos: np.ndarray, tau: float | None, precision: str,
+                   model_tau=_SAME) -> dict:
+    """Parity of every graph of a loaded artifact against the PyTorch references (see ``parity_references``).
+
+    tau: the threshold the session applies (exit decisions compared with PyTorch's); model_tau: the one baked into
+    the whole-model graph (default: the same tau).
+    """
+    model_tau = tau if model_tau is _SAME else model_tau
+    out_model = session.run_graph("model", {"x": photos})[0]
+    out_full, _ = session.infer(photos, None)
+    enc = session.run_graph("encoder", {"x": photos})
+    names = ("level0", "level1", "level2", "level3", "blur")
+    out_light = session.run_graph("decoder_light", {"x": photos, **dict(zip(names, enc))})[0]
+    parity = {
+        "reference": "PyTorch FP32, training-form model in eval mode",
+        "photos": list(PARITY_PHOTOS),
+        "model": parity_figures(refs["model"] if model_tau is not None else refs["full"], out_model),
+        "full": parity_figures(refs["full"], out_full),
+        "light": parity_figures(refs["light"], out_light),
+        "min_db": PARITY_MIN_DB[precision],
+    }
+    if tau is not None:
+        _, exited = session.infer(photos, tau)
+        parity["exits_match"] = bool((exited == refs["exited"]).all())
+    worst = min(parity[g]["psnr_db_min"] for g in ("model", "full", "light"))
+    nonfinite = sum(parity[g]["nan_or_inf"] for g in ("model", "full", "light"))
+    parity["ok"] = bool(nonfinite == 0 and worst >= PARITY_MIN_DB[precision] and parity.get("exits_match", True))
+    return parity
+
+
+def export_model(
+    model: nn.Module, *, target: str, output: str | os.PathLike, precision: str = "fp32", fft: str = "dft",
+    batch: int | None = None, dynamic_batch: bool = False, tau: float | None = None, model_name: str | None = None,
+    checkpoint: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET, check: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Export a DRAMNet to ``target`` at ``output`` (plus its split graphs and ``.json`` sidecar); returns the sidecar.
+
+    precision: fp32 | fp16 | int8 (what the format table allows). fft: dft | native. batch: a static N; without it
+    the batch axis is dynamic where the format allows one (CoreML: static 1). tau: early-exit threshold baked into
+    the whole-model graph and recorded as the default.
+    check: re-load through the runtime backend and measure parity on photos (skipped, with the reason, where the
+    backend cannot run here: CoreML off macOS).
+    """
+    log = log or (lambda msg: None)
+    output = Path(output)
+    fmt = validate_request(target, precision, output=output, fft=fft, batch=batch, dynamic_batch=dynamic_batch)
+    if fmt.name in ("onnx", "tensorrt") or (fmt.name == "openvino" and fft == "dft"):
+        require_sdk(get_format("onnx"))
+    if fmt.name != "tensorrt":  # tensorrt: write and lint the ONNX first, then say what is missing
+        require_sdk(fmt)
+    if tau is not None and not 0.0 <= tau <= 1.0:
+        raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
+    # DESIGN.md: static tile, dynamic batch - the default wherever the format has one; --batch N makes it static.
+    batch_value: int | str = "dynamic" if dynamic_batch or (batch is None and fmt.dynamic_batch) else int(batch or 1)
+    model = model.eval()
+    model_name = model_name or getattr(model, "create_args", {}).get("name", type(model).__name__)
+    t_start = time.perf_counter()
+
+    folded = fold_model(model, fft)
+    graphs = split_graphs(folded, tau)
+    paths = fmt.artifact_paths(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    log(f"exporting {model_name} (tile {folded.tile}, {precision}, fft {fft}, batch {batch_value}) to {output}")
+    extra = _convert(fmt, graphs, folded, paths, precision=precision, batch=batch_value, fft=fft, opset=opset, log=log)
+    uses_onnx = fmt.name in ("onnx", "tensorrt") or extra.get("source") == "onnx"
+    extra["fold"] = folded.fold_info
+    extra["size_bytes"] = {g: artifact_size(p) for g, p in paths.items()}
+    extra["export_seconds"] = round(time.perf_counter() - t_start, 1)
+    sidecar = build_sidecar(
+        target=fmt.name, backend=fmt.backend, model_name=model_name, checkpoint=checkpoint, tile=folded.tile,
+        precision=precision, fft=fft, tau=tau, batch=batch_value, graphs={g: p.name for g, p in paths.items()},
+        opset=opset if uses_onnx else None, parity=None, extra=extra,
+    )
+    side_path = fmt.sidecar_path(output)
+    write_sidecar(side_path, sidecar)
+    if check:
+        sidecar["parity"] = check_artifact(model, side_path, fmt, precision=precision, tau=tau)
+        write_sidecar(side_path, sidecar)
+        p = sidecar["parity"]
+        if p.get("skipped"):
+            log(f"parity not measured: {p['skipped']}")
+        else:
+            graphs = ("model", "full", "light")
+            worst = min(p[g]["psnr_db_min"] for g in graphs)
+            diff = max(p[g]["max_abs_diff"] for g in graphs)
+            log(f"parity vs PyTorch on {', '.join(PARITY_PHOTOS)}: worst {worst:.1f} dB, max abs diff {diff:.2e}"
+                + ("" if p["ok"] else f"  WARNING: below the {p['min_db']:.0f} dB expected for {precision}"))
+    return sidecar
+
+
+def check_artifact(model: nn.Module, sidecar_path: str | os.PathLike, fmt: ExportFormat, *, precision: str,
+                   tau: float | None, device: str | None = None) -> dict:
+    """Re-load a written artifact through its runtime backend and measure parity (``measure_parity``)."""
+    import platform
+
+    from ..runtime.session import BACKENDS
+
+    if fmt.backend == "coreml" and platform.system() != "Darwin":
+        return {"skipped": "CoreML prediction needs macOS; the package was converted and saved", "ok": None}
+    photos = parity_photos(model.tile)
+    refs = parity_references(model, photos, tau)
+    if device is None:
+        device = "cuda" if fmt.backend in ("tensorrt", "torch-tensorrt") else "cpu"
+    session = BACKENDS[fmt.backend](sidecar_path, device=device)
+    return measure_parity(session, refs, photos, tau, precision)

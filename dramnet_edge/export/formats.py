@@ -1,0 +1,170 @@
+"""The one table of export formats: it drives the CLI's choices, flag validation, runtime lookup and bench.
+
+Look formats up by name (``get_format("onnx")``) or by an artifact's file name (``format_for_path``), never by
+position. Each row says which precisions the format accepts, which of them work today (INT8 calibration comes
+with the calibrate issue; CoreML's INT8 is 8-bit weight quantization and works now), which optional flags it
+takes, which pip extra and Python modules it needs, and which runtime backend loads it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export target.
+
+    name: the ``--target`` value. suffix: the artifact's file suffix (a directory for .mlpackage).
+    precisions: what it accepts. ready_precisions: what this version can produce (others fail with ``pending``).
+    fft_forms: accepted ``--fft`` values. dynamic_batch: whether ``--dynamic-batch`` is accepted.
+    extra: the ``pip install "dramnet-edge[EXTRA]"`` that brings its SDK. modules: the SDK's import names.
+    backend: the runtime backend name (``open_session``). sidecar_suffix: always ".json", same stem.
+    """
+
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]
+    ready_precisions: tuple[str, ...]
+    fft_forms: tuple[str, ...]
+    dynamic_batch: bool
+    extra: str | None
+    modules: tuple[str, ...]
+    backend: str
+    description: str
+    pending: str = ""
+
+    def artifact_paths(self, output: str | Path) -> dict[str, Path]:
+        """Paths of the four graphs of one export: {"model": m.X, "encoder": m.encoder.X, ...}."""
+        from .fold import GRAPH_NAMES
+
+        output = Path(output)
+        stem = output.name[: -len(self.suffix)]
+        return {g: output if g == "model" else output.with_name(f"{stem}.{g}{self.suffix}") for g in GRAPH_NAMES}
+
+    def sidecar_path(self, output: str | Path) -> Path:
+        output = Path(output)
+        return output.with_name(output.name[: -len(self.suffix)] + ".json")
+
+    def missing_modules(self) -> list[str]:
+        """Import names of this format's SDK that cannot be imported here."""
+        missing = []
+        for mod in self.modules:
+            try:
+                importlib.import_module(mod)
+            except Exception:  # noqa: BLE001 - an SDK that fails to import (missing CUDA libs) is as good as absent
+                missing.append(mod)
+        return missing
+
+    def install_hint(self) -> str:
+        if self.extra is None:  # torch-tensorrt pins a CUDA torch build: no extra can pick the right one
+            return "pip install torch-tensorrt (the build matching your CUDA torch) on a CUDA host"
+        host = " on a CUDA host" if self.extra == "tensorrt" else ""
+        return f'pip install "dramnet-edge[{self.extra}]"{host}'
+
+
+_INT8_PENDING = "INT8 needs calibration (blur-stratified tiles, Q/DQ ONNX), which arrives with the calibrate issue"
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat(
+            "onnx", ".onnx", PRECISIONS, ("fp32", "fp16"), ("dft", "native"), True, "onnx",
+            ("onnx", "onnxscript", "onnxsim", "onnxruntime"), "onnxruntime",
+            "ONNX (dynamo exporter + onnxsim); FP16 = typed FP16 with FP32 islands", _INT8_PENDING,
+        ),
+        ExportFormat(
+            "tensorrt", ".engine", PRECISIONS, ("fp32", "fp16"), ("dft",), True, "tensorrt",
+            ("tensorrt",), "tensorrt",
+            "TensorRT engine from a linted DFT-free ONNX written beside it", _INT8_PENDING,
+        ),
+        ExportFormat(
+            "torch-tensorrt", ".ep", ("fp32", "fp16"), ("fp32", "fp16"), ("dft",), True, None,
+            ("torch_tensorrt",), "torch-tensorrt",
+            "torch.export program with embedded TensorRT engines (desktop GPUs)",
+        ),
+        ExportFormat(
+            "coreml", ".mlpackage", PRECISIONS, PRECISIONS, ("dft",), False, "coreml",
+            ("coremltools",), "coreml",
+            "CoreML ML program (iOS16/macOS13+); int8 = 8-bit linear weight quantization",
+        ),
+        ExportFormat(
+            "openvino", ".xml", PRECISIONS, ("fp32", "fp16"), ("dft", "native"), True, "openvino",
+            ("openvino",), "openvino",
+            "OpenVINO IR (.xml + .bin) from the folded torch model; fp16 = FP16-compressed weights",
+            "INT8 needs NNCF calibration, which arrives with the calibrate issue",
+        ),
+    )
+}
+
+
+def format_names() -> list[str]:
+    return list(FORMATS)
+
+
+def get_format(name: str) -> ExportFormat:
+    """The format called ``name``; ValueError naming the accepted ones otherwise."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown export target {name!r}; choose one of: {', '.join(FORMATS)}") from None
+
+
+def format_for_path(path: str | Path) -> ExportFormat:
+    """The format an artifact file name belongs to, by suffix (``m.onnx`` -> onnx, ``m.engine`` -> tensorrt)."""
+    name = Path(path).name
+    for fmt in FORMATS.values():
+        if name.endswith(fmt.suffix) and len(name) > len(fmt.suffix):
+            return fmt
+    suffixes = ", ".join(f"{f.suffix} ({f.name})" for f in FORMATS.values())
+    raise ValueError(f"{path}: unknown artifact suffix; accepted: {suffixes}")
+
+
+def format_for_backend(backend: str) -> list[ExportFormat]:
+    return [f for f in FORMATS.values() if f.backend == backend]
+
+
+def backend_names() -> list[str]:
+    """Runtime backends that load exported artifacts, in table order (no duplicates)."""
+    return list(dict.fromkeys(f.backend for f in FORMATS.values()))
+
+
+def validate_request(
+    target: str, precision: str, *, output: str | Path, fft: str = "dft",
+    batch: int | None = None, dynamic_batch: bool = False,
+) -> ExportFormat:
+    """Check one export request against the table; ValueError (one line, naming the value and the accepted ones)
+    on a wrong suffix, an unsupported precision or fft form, a bad batch, or a precision that is not ready."""
+    fmt = get_format(target)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision not in fmt.precisions:
+        raise ValueError(f"--target {target} does not support --precision {precision}; "
+                         f"it accepts: {', '.join(fmt.precisions)}")
+    name = Path(output).name
+    if not name.endswith(fmt.suffix) or len(name) == len(fmt.suffix):
+        raise ValueError(f"output {str(output)!r} does not end in {fmt.suffix}, the suffix for --target {target}")
+    if fft not in fmt.fft_forms:
+        raise ValueError(f"--fft {fft} is not available for --target {target}; it accepts: {', '.join(fmt.fft_forms)}")
+    if batch is not None and dynamic_batch:
+        raise ValueError(f"--batch {batch} and --dynamic-batch are exclusive: give a static batch or a dynamic one")
+    if batch is not None and batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {batch}")
+    if dynamic_batch and not fmt.dynamic_batch:
+        raise ValueError(f"--dynamic-batch is not available for --target {target}; use --batch N")
+    if precision not in fmt.ready_precisions:
+        raise ValueError(f"--precision {precision} for --target {target} is not available yet: {fmt.pending}; "
+                         f"available now: {', '.join(fmt.ready_precisions)}")
+    return fmt
+
+
+def require_sdk(fmt: ExportFormat) -> None:
+    """Raise a one-line error naming the extra to install when the format's SDK cannot be imported."""
+    missing = fmt.missing_modules()
+    if missing:
+        raise ValueError(f"--target {fmt.name} needs {', '.join(missing)}, which is not installed here: "
+                         f"{fmt.install_hint()}")

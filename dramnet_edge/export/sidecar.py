@@ -1,0 +1,161 @@
+"""The JSON sidecar every artifact carries (``m.onnx`` -> ``m.json``), the parity photos and the parity figures.
+
+Parity is measured on real photos (scikit-image's astronaut, coffee, chelsea, downscaled so the short side is one
+tile and centre-cropped), not on noise: noise sits where a restoration network never works and hides, or invents,
+precision problems in the smooth regions real images are made of.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+SIDECAR_FORMAT = "dramnet-edge-artifact"
+SIDECAR_VERSION = 1
+PARITY_PHOTOS = ("astronaut", "coffee", "chelsea")
+
+# distribution name -> sidecar key; only the ones installed are recorded
+_BACKEND_DISTRIBUTIONS = {
+    "torch": "torch", "onnx": "onnx", "onnxscript": "onnxscript", "onnxsim": "onnxsim",
+    "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "nncf", "coremltools": "coremltools",
+    "tensorrt": "tensorrt", "torch_tensorrt": "torch-tensorrt",
+}
+
+
+def toolkit_versions() -> dict[str, str]:
+    """{"dramnet_edge": ..., "torch": ..., "onnxruntime": ..., ...} for every backend distribution installed here."""
+    from .. import __version__
+
+    versions = {"dramnet_edge": __version__}
+    for dist, key in _BACKEND_DISTRIBUTIONS.items():
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def parity_photos(tile: int, names: tuple[str, ...] = PARITY_PHOTOS) -> np.ndarray:
+    """(N, 3, tile, tile) float32 RGB in [0, 1]: scikit-image photos, short side resized to ``tile``, centre crop."""
+    import skimage.data
+    from skimage.transform import resize
+
+    out = []
+    for name in names:
+        img = getattr(skimage.data, name)()
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        img = img[..., :3].astype(np.float32) / 255.0
+        h, w = img.shape[:2]
+        scale = tile / min(h, w)
+        nh, nw = max(tile, round(h * scale)), max(tile, round(w * scale))
+        img = resize(img, (nh, nw), anti_aliasing=True, preserve_range=True).astype(np.float32)
+        y, x = (nh - tile) // 2, (nw - tile) // 2
+        out.append(img[y : y + tile, x : x + tile].transpose(2, 0, 1))
+    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
+
+
+def parity_figures(reference: np.ndarray, output: np.ndarray, names: tuple[str, ...] = PARITY_PHOTOS) -> dict:
+    """Agreement of an artifact's output with PyTorch's on the same (N, 3, T, T) inputs.
+
+    max_abs_diff over raw outputs; PSNR (dB, capped at 100) of the [0, 1]-clipped images, per image, with the
+    worst and the mean; nan_or_inf counts non-finite outputs (FP16 overflow shows up here first).
+    """
+    import torch
+
+    from ..metrics import psnr
+
+    reference = np.asarray(reference, dtype=np.float32)
+    output = np.asarray(output, dtype=np.float32)
+    if reference.shape != output.shape:
+        raise ValueError(f"parity: reference {reference.shape} and output {output.shape} differ in shape")
+    finite = np.isfinite(output)
+    nonfinite = int((~finite).sum())
+    diff = np.abs(np.where(finite, output, 0.0) - reference)
+    ref_t = torch.from_numpy(np.clip(reference, 0, 1))
+    out_t = torch.from_numpy(np.clip(np.nan_to_num(output, nan=0.0, posinf=1.0, neginf=0.0), 0, 1))
+    per_image = [float(v) for v in psnr(out_t, ref_t, max_db=100.0)]
+    if nonfinite:
+        per_image = [float("nan")] * len(per_image)
+    return {
+        "max_abs_diff": float(diff.max()) if nonfinite == 0 else float("inf"),
+        "psnr_db_min": min(per_image),
+        "psnr_db_mean": float(np.mean(per_image)),
+        "psnr_db": {n: round(p, 2) for n, p in zip(names, per_image)},
+        "nan_or_inf": nonfinite,
+    }
+
+
+def sidecar_path(artifact: str | os.PathLike) -> Path:
+    """``m.onnx`` -> ``m.json``; ``m.mlpackage`` -> ``m.json``; split graphs (``m.encoder.onnx``) -> ``m.json``."""
+    from .formats import format_for_path
+
+    artifact = Path(artifact)
+    fmt = format_for_path(artifact)
+    stem = artifact.name[: -len(fmt.suffix)]
+    for graph in ("encoder", "decoder_full", "decoder_light"):
+        if stem.endswith("." + graph):
+            stem = stem[: -len(graph) - 1]
+    return artifact.with_name(stem + ".json")
+
+
+def build_sidecar(
+    *, target: str, backend: str, model_name: str, checkpoint: str | os.PathLike | None, tile: int, precision: str,
+    fft: str, tau: float | None, batch: int | str, graphs: dict[str, str], opset: int | None, parity: dict | None,
+    extra: dict | None = None,
+) -> dict:
+    """The sidecar dict. ``graphs`` holds file names relative to the sidecar's folder."""
+    from ..models.checkpoint import file_sha256
+
+    return {
+        "format": SIDECAR_FORMAT,
+        "sidecar_version": SIDECAR_VERSION,
+        "target": target,
+        "backend": backend,
+        "model": model_name,
+        "checkpoint": None if checkpoint is None else Path(checkpoint).name,
+        "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
+        "tile": tile,
+        "precision": precision,
+        "fft": fft,
+        "tau": tau,
+        "opset": opset,
+        "batch": batch,
+        "graphs": graphs,
+        "parity": parity,
+        "versions": toolkit_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def write_sidecar(path: str | os.PathLike, sidecar: dict) -> None:
+    from ..models.checkpoint import atomic_write
+
+    text = json.dumps(sidecar, indent=2, allow_nan=True) + "\n"
+
+    def write(tmp):
+        Path(tmp).write_text(text)
+
+    atomic_write(path, write)
+
+
+def read_sidecar(artifact_or_sidecar: str | os.PathLike) -> tuple[dict, Path]:
+    """(sidecar dict, folder its graph names are relative to) for an artifact path or a ``.json`` sidecar path."""
+    p = Path(artifact_or_sidecar)
+    path = p if p.suffix == ".json" else sidecar_path(p)
+    if not path.is_file():
+        raise ValueError(f"{p}: no sidecar {path.name} beside it; artifacts are loaded with the JSON "
+                         "`dramnet-edge export` writes next to them")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if data.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{path}: not a dramnet-edge artifact sidecar (format {data.get('format')!r})")
+    return data, path.parent

@@ -1,0 +1,116 @@
+"""Shared part of the artifact backends: load the split graphs named by an export's sidecar and run the early exit.
+
+``infer(tiles, tau)``: the encoder graph runs once for the batch; tiles whose max blur score is below tau go through
+the light decoder graph, the others through the full one, each as its own sub-batch. Static-batch artifacts
+(``--batch N``) get every sub-batch cut into chunks of N, the last one padded by repeating its final tile, and the
+padding dropped; dynamic-batch engines with a profile maximum are cut into chunks of that maximum.
+A backend subclass only says how to load one graph file and run it on exact-size numpy inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..export.sidecar import read_sidecar
+
+SPLIT_GRAPHS = ("encoder", "decoder_full", "decoder_light")
+DECODER_INPUTS = ("x", "level0", "level1", "level2", "level3", "blur")
+
+
+class ArtifactSession:
+    """Base class: subclasses set ``backend`` and implement ``_load(path)`` and ``_run(handle, inputs)``."""
+
+    backend = ""
+    graph_key = "graphs"  # which sidecar entry names this backend's files
+
+    def __init__(self, artifact: str | os.PathLike, device: str = "cpu", threads: int | None = None,
+                 tau_skip: float | None = None):
+        if artifact is None:
+            raise ValueError(f"the {self.backend} backend needs an exported artifact (--artifact PATH)")
+        self.sidecar, folder = read_sidecar(artifact)
+        self.device = device
+        self.threads = threads
+        self.tau_skip = tau_skip
+        self.path_counts = {"full": 0, "light": 0, "skip": 0}
+        self.tile = int(self.sidecar["tile"])
+        batch = self.sidecar["batch"]
+        self.static_batch = None if batch == "dynamic" else int(batch)
+        self.max_batch = self.sidecar.get("max_batch")
+        files = self._graph_files(folder)
+        self._files = files
+        self._handles = {name: self._load(files[name]) for name in SPLIT_GRAPHS}
+
+    # -- what a backend provides ------------------------------------------------------------------
+    def _load(self, path: Path):
+        raise NotImplementedError
+
+    def _run(self, handle, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
+    def _graph_files(self, folder: Path) -> dict[str, Path]:
+        if self.sidecar.get("backend") != self.backend and self.graph_key == "graphs":
+            raise ValueError(f"this artifact was exported for the {self.sidecar.get('backend')} backend "
+                             f"(--target {self.sidecar.get('target')}), not {self.backend}")
+        names = self.sidecar.get(self.graph_key)
+        if not names:
+            raise ValueError(f"the sidecar has no {self.graph_key!r} entry for the {self.backend} backend")
+        files = {g: folder / n for g, n in names.items()}
+        missing = [str(p) for g, p in files.items() if g in SPLIT_GRAPHS and not p.exists()]
+        if missing:
+            raise ValueError(f"artifact files missing: {', '.join(missing)}")
+        return files
+
+    def _chunk(self) -> int | None:
+        return self.static_batch or self.max_batch
+
+    def run_graph(self, name: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one graph (model, encoder, decoder_full, decoder_light) on any batch size; returns float32 arrays."""
+        if name not in self._handles:
+            if name not in self._files:
+                raise ValueError(f"unknown graph {name!r}; this artifact has: {', '.join(self._files)}")
+            self._handles[name] = self._load(self._files[name])
+        handle = self._handles[name]
+        inputs = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
+        n = len(next(iter(inputs.values())))
+        chunk = self._chunk()
+        if chunk is None or (n == chunk) or (self.static_batch is None and n <= chunk):
+            return [np.asarray(o, dtype=np.float32) for o in self._run(handle, inputs)]
+        pieces = []
+        for start in range(0, n, chunk):
+            part = {k: v[start : start + chunk] for k, v in inputs.items()}
+            m = len(next(iter(part.values())))
+            if self.static_batch is not None and m < chunk:
+                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - m, axis=0)]) for k, v in part.items()}
+            pieces.append([np.asarray(o, dtype=np.float32)[:m] for o in self._run(handle, part)])
+        return [np.concatenate(outs) for outs in zip(*pieces)]
+
+    def infer(self, tiles: np.ndarray, tau: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """tiles (N, 3, T, T) float32 in [0, 1] -> (restored (N, 3, T, T) float32, exited (N,) bool).
+
+        Paths as ``TorchSession``: max blur score < ``tau_skip`` -> returned unchanged; < tau -> light decoder;
+        else full decoder; ``exited`` is True for the first two. The encoder graph still runs for skipped tiles
+        (the exported encoder is one graph; a separate gate graph would be needed to save its work).
+        """
+        tiles = np.ascontiguousarray(tiles, dtype=np.float32)
+        if tiles.ndim != 4 or tiles.shape[1:] != (3, self.tile, self.tile):
+            raise ValueError(f"expected (N, 3, {self.tile}, {self.tile}) tiles, got {tiles.shape}")
+        level0, level1, level2, level3, blur = self.run_graph("encoder", {"x": tiles})
+        features = {"x": tiles, "level0": level0, "level1": level1, "level2": level2, "level3": level3, "blur": blur}
+        score = blur.reshape(len(tiles), -1).max(axis=1)
+        light = np.zeros(len(tiles), dtype=bool) if tau is None else score < tau
+        skip = np.zeros(len(tiles), dtype=bool) if self.tau_skip is None else score < self.tau_skip
+        out = tiles.copy()
+        for path, graph in ((~light & ~skip, "decoder_full"), (light & ~skip, "decoder_light")):
+            idx = np.flatnonzero(path)
+            if idx.size == 0:
+                continue
+            sub = {k: v if idx.size == len(tiles) else v[idx] for k, v in features.items()}
+            out[idx] = self.run_graph(graph, sub)[0]
+        self.path_counts["skip"] += int(skip.sum())
+        self.path_counts["light"] += int((light & ~skip).sum())
+        self.path_counts["full"] += int((~light & ~skip).sum())
+        return out, light | skip

@@ -1,0 +1,40 @@
+"""CoreML backend: the split ``.mlpackage`` graphs of an ``--target coreml`` export. Prediction needs macOS
+(coremltools only compiles and runs models there); loading the spec works anywhere."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from .backends_base import ArtifactSession
+
+
+class CoreMLSession(ArtifactSession):
+    backend = "coreml"
+
+    def __init__(self, artifact, device: str = "cpu", threads: int | None = None, compute_units: str = "ALL",
+                 tau_skip: float | None = None):
+        try:
+            import coremltools  # noqa: F401
+        except ImportError:
+            raise ValueError('the coreml backend needs coremltools: pip install "dramnet-edge[coreml]"') from None
+        if platform.system() != "Darwin":
+            raise ValueError(f"CoreML prediction needs macOS; this is {platform.system()} "
+                             "(the .mlpackage itself converts and loads as a spec anywhere)")
+        self.compute_units = compute_units
+        super().__init__(artifact, device, threads, tau_skip)
+
+    def _load(self, path: Path):
+        from ..export.torch2coreml import load_coreml
+
+        model = load_coreml(path, self.compute_units)
+        names = [o.name for o in model.get_spec().description.output]
+        return model, names
+
+    def _run(self, handle, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        model, names = handle
+        wanted = {i.name for i in model.get_spec().description.input}
+        result = model.predict({k: v for k, v in inputs.items() if k in wanted})
+        return [np.asarray(result[n], dtype=np.float32) for n in names]

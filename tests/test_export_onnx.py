@@ -1,0 +1,295 @@
+"""ONNX export end to end and everything built from it: sidecar, lint, ONNX Runtime backend (tiled deblur == torch),
+typed FP16 with FP32 islands, OpenVINO IR, the TensorRT target on a machine without TensorRT, CoreML conversion.
+
+One export through the CLI (module fixture) feeds every test: the dynamo exporter takes ~1 min on 2 shared cores.
+The model is dramnet_tiny at tile 112 with one decoder column and trained-looking residual scales and BatchNorm
+statistics (a random init leaves the decoder's STM branches at exactly zero, which would hide errors).
+"""
+
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dramnet_edge.cli_export import export
+from dramnet_edge.export import exporter
+from dramnet_edge.export.formats import get_format
+from dramnet_edge.export.lint import lint_onnx
+from dramnet_edge.export.sidecar import SIDECAR_FORMAT, parity_photos
+from dramnet_edge.models import create_model
+from dramnet_edge.models.checkpoint import file_sha256, save_weights
+from dramnet_edge.runtime.session import TorchSession, open_session
+from dramnet_edge.runtime.tiling import deblur_image
+
+from test_export_fold import trained_like
+
+TILE = 112
+
+
+def _tensorrt_ready() -> bool:
+    from dramnet_edge.export.onnx2engine import tensorrt_version
+
+    return tensorrt_version() is not None and torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: spinning OpenMP threads make everything ~100x slower
+    d = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    net = trained_like(create_model("dramnet_tiny", tile=TILE, num_columns=1))
+    ckpt = d / "tiny.safetensors"
+    save_weights(net, ckpt)
+    photos = torch.from_numpy(parity_photos(TILE))
+    with torch.no_grad():
+        maxima = net.encode(photos)[1][0].flatten(1).amax(1)
+    lowest = maxima.sort().values
+    # Splits the parity photos (one exits) with a margin far above FP16's resolution: a tile whose blur score sits
+    # right at tau may flip path under reduced precision, which is real but not what these tests measure.
+    tau = float(lowest[:2].mean())
+    # No --tau: the baked-tau whole-model graph would hold both decoders and double the export time; the runtime
+    # applies tau itself (tested below), and the baked form is tested on the torch graphs in test_export_fold.
+    result = CliRunner().invoke(export, [
+        "--checkpoint", str(ckpt), "--target", "onnx", "--tile", str(TILE), "--dynamic-batch", "-o", str(d / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    yield SimpleNamespace(dir=d, net=net, ckpt=ckpt, tau=tau, output=result.output,
+                          sidecar=json.loads((d / "m.json").read_text()))
+    torch.set_num_threads(threads)
+
+
+def _copy_as(exported, dest: Path, transform, **sidecar_changes) -> Path:
+    """Write every graph of the fixture through ``transform(src, dst)`` into ``dest`` with an edited sidecar."""
+    dest.mkdir(parents=True, exist_ok=True)
+    fmt = get_format(sidecar_changes.get("target", "onnx"))
+    paths = fmt.artifact_paths(dest / f"m{fmt.suffix}")
+    for graph, name in exported.sidecar["graphs"].items():
+        transform(exported.dir / name, paths[graph])
+    sidecar = {**exported.sidecar, **sidecar_changes, "graphs": {g: p.name for g, p in paths.items()}}
+    (dest / "m.json").write_text(json.dumps(sidecar))
+    return dest / "m.json"
+
+
+def test_sidecar_records_the_export(exported):
+    s = exported.sidecar
+    assert s["format"] == SIDECAR_FORMAT and s["target"] == "onnx" and s["backend"] == "onnxruntime"
+    assert s["model"] == "dramnet_tiny" and s["tile"] == TILE and s["precision"] == "fp32" and s["fft"] == "dft"
+    assert s["tau"] is None and s["opset"] == 18 and s["batch"] == "dynamic"
+    assert s["checkpoint"] == "tiny.safetensors" and s["checkpoint_sha256"] == file_sha256(exported.ckpt)
+    assert s["graphs"] == {"model": "m.onnx", "encoder": "m.encoder.onnx", "decoder_full": "m.decoder_full.onnx",
+                           "decoder_light": "m.decoder_light.onnx"}
+    assert all((exported.dir / f).is_file() for f in s["graphs"].values())
+    assert {"dramnet_edge", "torch", "onnx", "onnxruntime"} <= set(s["versions"])
+    assert s["fold"] == {"fft": "dft", "batchnorm_folded": 8, "fft_replaced": 8}
+    assert all(v > 0 for v in s["size_bytes"].values())
+    p = s["parity"]
+    assert p["ok"] and p["photos"] == ["astronaut", "coffee", "chelsea"]
+    for graph in ("model", "full", "light"):  # onnxruntime FP32: ~1e-6 here; the bar is 1e-4 / 50 dB
+        assert p[graph]["max_abs_diff"] <= 1e-4 and p[graph]["psnr_db_min"] >= 50 and p[graph]["nan_or_inf"] == 0
+    assert "parity ok" in exported.output
+
+
+def test_onnx_graphs_lint_clean_with_a_dynamic_batch(exported):
+    from dramnet_edge.export.torch2onnx import onnx_graph_io, op_counts
+
+    for graph, name in exported.sidecar["graphs"].items():
+        path = exported.dir / name
+        assert lint_onnx(path) == [], graph
+        assert "DFT" not in op_counts(path) and "LayerNormalization" in op_counts(path) or graph == "encoder"
+        io = onnx_graph_io(path)
+        assert io["batch"] == "dynamic"
+        if graph.startswith("decoder"):
+            assert io["inputs"] == ["x", "level0", "level1", "level2", "level3", "blur"] and io["outputs"] == ["image"]
+
+
+def test_onnxruntime_tiled_deblur_reproduces_torch(exported):
+    import skimage.data
+    from skimage.transform import resize
+
+    photo = resize(skimage.data.coffee(), (200, 300), anti_aliasing=True).astype(np.float32).transpose(2, 0, 1)
+    ort = open_session("onnxruntime", artifact=str(exported.dir / "m.onnx"), threads=1)
+    assert ort.tile == TILE
+    ref, ref_stats = deblur_image(TorchSession(exported.net), photo, tau=exported.tau, overlap=16, batch_size=4)
+    out, stats = deblur_image(ort, photo, tau=exported.tau, overlap=16, batch_size=4)
+    assert stats.exited == ref_stats.exited and stats.tiles == ref_stats.tiles
+    mse = float(np.mean((out - ref) ** 2))
+    assert 10 * np.log10(1.0 / max(mse, 1e-10)) >= 50
+
+
+def test_onnxruntime_skip_and_light_paths_match_torch(exported):
+    photos = parity_photos(TILE)
+    ort = open_session("onnxruntime", artifact=str(exported.dir / "m.json"), threads=1, tau_skip=exported.tau)
+    ref_session = TorchSession(exported.net, tau_skip=exported.tau)
+    out, exited = ort.infer(photos, 1.0)  # every tile exits: one skipped (below tau_skip), the others light
+    ref, ref_exited = ref_session.infer(photos, 1.0)
+    assert exited.all() and ref_exited.all()
+    assert ort.path_counts == ref_session.path_counts == {"full": 0, "light": 2, "skip": 1}
+    assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_fp16_onnx_keeps_fp32_islands_and_40db(exported, tmp_path):
+    import onnx
+    from onnx import TensorProto
+
+    from dramnet_edge.export.onnx_fp16 import convert_file_to_fp16
+
+    side = _copy_as(exported, tmp_path / "fp16", lambda src, dst: convert_file_to_fp16(src, dst), precision="fp16")
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / "fp16" / "m.onnx")))
+    types = {v.name: v.type.tensor_type.elem_type for v in list(model.graph.value_info) + list(model.graph.input)}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+    for node in model.graph.node:
+        if node.op_type in ("LayerNormalization", "Softmax", "ReduceL2"):
+            assert types[node.input[0]] == TensorProto.FLOAT, node.name
+        if node.op_type == "Conv":
+            assert types[node.input[1]] == TensorProto.FLOAT16, node.name
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert os.path.getsize(tmp_path / "fp16" / "m.onnx") < 0.6 * os.path.getsize(exported.dir / "m.onnx")
+
+    session = open_session("onnxruntime", artifact=str(side), threads=1)
+    photos = parity_photos(TILE)
+    refs = exporter.parity_references(exported.net, photos, exported.tau)
+    parity = exporter.measure_parity(session, refs, photos, exported.tau, "fp16", model_tau=None)
+    for graph in ("model", "full", "light"):
+        assert parity[graph]["nan_or_inf"] == 0 and parity[graph]["psnr_db_min"] >= 40, (graph, parity[graph])
+    assert parity["ok"]
+
+
+def test_openvino_ir_from_the_dft_free_onnx(exported, tmp_path):
+    from dramnet_edge.export.onnx2openvino import compile_openvino, onnx_to_openvino
+    from dramnet_edge.runtime.backends_openvino import OpenVINOSession
+
+    # A static batch of 2 for 3 photos: the session pads the last chunk and drops the padding.
+    side = _copy_as(exported, tmp_path / "ov", lambda s, d: onnx_to_openvino(s, d, precision="fp32", batch=2),
+                    target="openvino", backend="openvino", batch=2)
+    session = OpenVINOSession(side, threads=1)  # INFERENCE_PRECISION_HINT f32: parity, not AMX bf16
+    encoder_inputs = session._handles["encoder"][0].inputs
+    assert [tuple(p.get_partial_shape().to_shape()) for p in encoder_inputs] == [(2, 3, TILE, TILE)]
+    photos = parity_photos(TILE)
+    refs = exporter.parity_references(exported.net, photos, exported.tau)
+    parity = exporter.measure_parity(session, refs, photos, exported.tau, "fp32", model_tau=None)
+    for graph in ("model", "full", "light"):
+        assert parity[graph]["psnr_db_min"] >= 45, (graph, parity[graph])
+    assert parity["exits_match"]
+
+    import openvino as ov
+
+    ir = ov.Core().read_model(str(tmp_path / "ov" / "m.xml"))
+    ov.save_model(ir, str(tmp_path / "fp16.xml"), compress_to_fp16=True)
+    assert os.path.getsize(tmp_path / "fp16.bin") < 0.6 * os.path.getsize(tmp_path / "ov" / "m.bin")
+    request = compile_openvino(tmp_path / "fp16.xml", threads=1).create_infer_request()
+    padded = np.concatenate([photos, photos[-1:]])  # static batch 2
+    out = np.concatenate([next(iter(request.infer({"x": padded[i : i + 2]}).values())) for i in (0, 2)])[:3]
+    mse = float(np.mean((np.clip(out, 0, 1) - np.clip(refs["full"], 0, 1)) ** 2))
+    assert np.isfinite(out).all() and 10 * np.log10(1 / max(mse, 1e-10)) >= 40
+
+
+def test_tensorrt_target_without_tensorrt_writes_linted_onnx_then_hints(exported, tmp_path, monkeypatch):
+    from dramnet_edge.export import onnx2engine
+
+    def copy_fixture_graphs(graphs, folded, paths, **kwargs):  # the export itself is tested above; save a minute
+        for graph, name in exported.sidecar["graphs"].items():
+            shutil.copy(exported.dir / name, paths[graph])
+
+    monkeypatch.setattr(exporter, "_export_onnx_graphs", copy_fixture_graphs)
+    monkeypatch.setattr(onnx2engine, "tensorrt_version", lambda: None)
+    out = tmp_path / "trt" / "m.engine"
+    result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "tensorrt", "--precision",
+                                         "fp32", "--tile", str(TILE), "--dynamic-batch", "-o", str(out)])
+    assert result.exit_code == 2
+    error = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0]
+    assert str(out.with_suffix(".onnx")) in error[0]
+    for graph in ("m.onnx", "m.encoder.onnx", "m.decoder_full.onnx", "m.decoder_light.onnx"):
+        assert lint_onnx(out.parent / graph) == []
+    assert not out.exists()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not _tensorrt_ready(), reason="needs the tensorrt package and a CUDA device")
+@pytest.mark.parametrize("precision,min_db", [("fp32", 50.0), ("fp16", 40.0)])
+def test_tensorrt_engine_parity(exported, tmp_path, precision, min_db):
+    out = tmp_path / f"m_{precision}.engine"
+    result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "tensorrt", "--precision",
+                                         precision, "--tile", str(TILE), "--dynamic-batch", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["parity"]["ok"] and sidecar["parity"]["model"]["psnr_db_min"] >= min_db
+    assert (tmp_path / f"m_{precision}.timing.cache").is_file()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch-tensorrt and a CUDA device")
+def test_torch_tensorrt_program_parity(exported, tmp_path):
+    pytest.importorskip("torch_tensorrt", reason="needs torch-tensorrt")
+    out = tmp_path / "m.ep"
+    result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "torch-tensorrt",
+                                         "--tile", str(TILE), "--batch", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m.json").read_text())["parity"]["ok"]
+
+
+def test_coreml_package_converts_and_loads_as_a_spec(exported, tmp_path):
+    # int8 = the FP16 ML program plus 8-bit weight quantization: one conversion covers both (each takes ~15 s here).
+    precision = "int8"
+    from dramnet_edge.export.fold import EncoderPart, example_inputs, fold_model
+    from dramnet_edge.export.torch2coreml import convert_coreml, load_coreml_spec
+
+    folded = fold_model(exported.net, "dft")
+    graph = EncoderPart(folded).eval()
+    path = tmp_path / "m.encoder.mlpackage"
+    info = convert_coreml(graph, example_inputs(graph, folded, 1), path, input_names=graph.input_names,
+                          output_names=graph.output_names, precision=precision)
+    assert info["minimum_deployment_target"] == "iOS16"
+    spec = load_coreml_spec(path)
+    assert spec.WhichOneof("Type") == "mlProgram" and spec.specificationVersion >= 7  # iOS16 ML program
+    assert [i.name for i in spec.description.input] == ["x"]
+    assert [o.name for o in spec.description.output] == ["level0", "level1", "level2", "level3", "blur"]
+    ops = {op.type for f in spec.mlProgram.functions.values() for b in f.block_specializations.values()
+           for op in b.operations}
+    assert any(o.startswith("constexpr_") for o in ops), ops  # weights stored as int8 + scale
+    assert "conv" in ops and "matmul" in ops
+
+
+@pytest.mark.macos
+@pytest.mark.skipif(platform.system() != "Darwin", reason="CoreML prediction needs macOS")
+@pytest.mark.parametrize("precision,min_db", [("fp16", 40.0), ("int8", 30.0)])
+def test_coreml_prediction_parity(exported, tmp_path, precision, min_db):
+    out = tmp_path / f"m_{precision}.mlpackage"
+    result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "coreml", "--precision",
+                                         precision, "--tile", str(TILE), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    parity = json.loads(out.with_name(f"m_{precision}.json").read_text())["parity"]
+    assert parity["ok"] and parity["model"]["psnr_db_min"] >= min_db
+
+
+def test_deblur_cli_runs_an_exported_artifact(exported, tmp_path):
+    from dramnet_edge import cli
+
+    if "artifact" not in {p.name for p in cli.deblur.params}:
+        pytest.skip("deblur --artifact is not wired into cli.py yet")
+    import cv2
+    import skimage.data
+
+    photo = skimage.data.chelsea()[:150, :200, ::-1]  # BGR for OpenCV
+    cv2.imwrite(str(tmp_path / "cat.png"), photo)
+    runner = CliRunner()
+    args = [str(tmp_path / "cat.png"), "--tau", repr(exported.tau), "--overlap", "16"]
+    ref = runner.invoke(cli.main, ["deblur", *args, "-o", str(tmp_path / "torch"), "--checkpoint", str(exported.ckpt)])
+    assert ref.exit_code == 0, ref.output
+    out = runner.invoke(cli.main, ["deblur", *args, "-o", str(tmp_path / "ort"), "--backend", "onnxruntime",
+                                   "--artifact", str(exported.dir / "m.onnx")])
+    assert out.exit_code == 0, out.output
+    a = cv2.imread(str(tmp_path / "torch" / "cat.png")).astype(np.float64) / 255
+    b = cv2.imread(str(tmp_path / "ort" / "cat.png")).astype(np.float64) / 255
+    assert a.shape == b.shape == photo.shape
+    assert 10 * np.log10(1 / max(np.mean((a - b) ** 2), 1e-12)) >= 45  # 8-bit rounding may differ by 1 level
+    bad = runner.invoke(cli.main, ["deblur", *args, "-o", str(tmp_path / "x"), "--backend", "onnxruntime"])
+    assert bad.exit_code == 2 and "--artifact" in bad.output
