@@ -187,8 +187,10 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
 def _attach_commands() -> None:
     """Commands that live in their own modules (one per pipeline stage)."""
     from .cli_export import export
+    from .cli_train import COMMANDS as TRAIN_COMMANDS
 
-    main.add_command(export)
+    for command in (*TRAIN_COMMANDS, export):
+        main.add_command(command)
 
 
 _attach_commands()

@@ -65,10 +65,11 @@ def pseudo_depth_path(root: str | os.PathLike, sharp_relative: str) -> Path:
     return Path(root) / PSEUDO_DEPTH_DIR / (sharp_relative + ".npy")
 
 
-def check_crop(crop: int | None) -> None:
-    """Raise ValueError unless ``crop`` is None or a positive multiple of the 14-pixel patch."""
-    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop <= 0 or crop % PATCH):
-        raise ValueError(f"crop must be a positive multiple of {PATCH} (e.g. 224), got {crop!r}")
+def check_crop(crop: int | None, multiple: int = PATCH) -> None:
+    """Raise ValueError unless ``crop`` is None or a positive multiple of ``multiple`` (DRAMNet's 14-pixel
+    patch by default; AIBNet pads to 16 and trains at 256)."""
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop <= 0 or crop % multiple):
+        raise ValueError(f"crop must be a positive multiple of {multiple} (e.g. {16 * multiple}), got {crop!r}")
 
 
 # --------------------------------------------------------------------------------------------- layouts
@@ -259,8 +260,9 @@ class PairedImageDataset(Dataset):
         train: bool | None = None,
         layout: str | None = None,
         with_depth: bool | None = None,
+        crop_multiple: int = PATCH,
     ):
-        check_crop(crop)
+        check_crop(crop, crop_multiple)
         self.root = Path(root)
         self.layout = layout or detect_layout(self.root)
         self.split = split

@@ -551,8 +551,9 @@ class SyntheticBlurDataset(Dataset):
         seed: int = 0,
         config: SyntheticBlurConfig | None = None,
         train: bool | None = None,
+        crop_multiple: int = PATCH,
     ):
-        check_crop(crop)
+        check_crop(crop, crop_multiple)
         if crop is None:
             raise ValueError("SyntheticBlurDataset needs a crop size (a multiple of 14)")
         if length < 1:
