@@ -13,7 +13,11 @@ from dramnet_edge.runtime.tiling import deblur_image
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return create_model("dramnet_tiny", tile=112).eval()
+    model = create_model("dramnet_tiny", tile=112).eval()
+    # The head is zero-initialised (an untrained model returns its input); give it weights so the
+    # decoder paths can be told apart by their outputs.
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    return model
 
 
 def test_registry_lists_every_variant():
@@ -29,6 +33,13 @@ def test_unknown_model_names_the_valid_ones():
 def test_unknown_override_is_rejected():
     with pytest.raises(ValueError, match="colour"):
         create_model("dramnet_tiny", colour=3)
+
+
+def test_untrained_model_returns_its_input():
+    model = create_model("dramnet_tiny", tile=112).eval()
+    x = torch.rand(1, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
 
 
 def test_tiny_forward_backward_no_nan(tiny):

@@ -16,6 +16,16 @@ Data flow for one tile x (B, 3, T, T) in [0, 1], T a multiple of 14 (224 by defa
 Early exit: with ``tau`` set, a tile whose max blur score is below tau takes the decoder's light path
 (wavelet expert, mixer and cross-attention skipped). The depth head runs only in training and
 ``estimate_depth``; it is not part of the deblurring graph.
+
+Skip exit (ours, on top of the paper's): the finest blur map depends only on the full-resolution stem and the
+first BME block, not on the ViT. ``gate(x)`` computes just that (a few percent of a tile's cost), so a runtime
+can score every tile first and return the tiles whose max score is below ``tau_skip`` unchanged, without
+running the ViT or the decoder for them (``runtime.session.TorchSession`` does; the speed/quality trade-off is
+measured by benchmarks/early_exit.py):
+
+    stem, blur = gate_features(x)          stem conv + BME block 0 only; blur == encode(x)[1][0]
+    paths      = exit_paths(blur, tau, tau_skip)   SKIP (< tau_skip) / LIGHT (< tau) / FULL per tile
+    levels     = encode_levels(x, stem)    ViT + pyramid + bridge, for the tiles that are not skipped
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ from .vit import DinoV2Encoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Per-tile inference paths (``DRAMNet.exit_paths``): full decoder, light decoder, returned unchanged.
+PATH_FULL, PATH_LIGHT, PATH_SKIP = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -98,12 +110,16 @@ class ConvStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         stem = self.conv(x)
+        return stem, self.pyramid(stem)
+
+    def pyramid(self, stem: torch.Tensor) -> list[torch.Tensor]:
+        """The stride-2 pyramid of an already computed stem (the early-exit gate computes the stem first)."""
         pyramid = [self.to_level0(stem)]
         h = stem
         for down in self.downs:
             h = down(h)
             pyramid.append(h)
-        return stem, pyramid
+        return pyramid
 
 
 class TokenBridge(nn.Module):
@@ -129,11 +145,12 @@ class TokenBridge(nn.Module):
 class DRAMNet(nn.Module):
     """The DRAMNet deblurring network. forward(x (B,3,T,T) in [0,1]) -> restored (B,3,T,T), not clamped."""
 
-    def __init__(self, config: DRAMNetConfig, tau: float | None = None):
+    def __init__(self, config: DRAMNetConfig, tau: float | None = None, tau_skip: float | None = None):
         super().__init__()
         self.config = config
         self.tile = config.tile
         self.tau = tau
+        self.tau_skip = tau_skip  # run-time setting like tau; not part of the config or the checkpoint
         self.encoder = DinoV2Encoder(
             config.embed_dim, config.depth, config.num_heads, taps=tuple(config.taps), img_size=config.tile
         )
@@ -146,6 +163,10 @@ class DRAMNet(nn.Module):
             tuple(config.widths), config.num_columns, config.blocks_per_level, memory_saving=config.memory_saving
         )
         self.head = nn.Conv2d(config.widths[0], 3, 3, padding=1)
+        # Zero-initialised residual head: an untrained model returns its input exactly, so training starts
+        # at the blurred input's PSNR instead of below it (a random head costs several dB at step 0).
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -183,6 +204,48 @@ class DRAMNet(nn.Module):
             return None
         return blur.flatten(1).amax(dim=1) < tau
 
+    # -- the skip exit: gate first, then only the tiles that need it --------------------------------
+    def gate_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B,3,T,T) in [0,1] -> (stem (B,c_stem,T,T), blur (B,1,T/14,T/14) in [0,1]).
+
+        Only the stem convs and the first BME block run: no ViT, no coarser BME blocks (their maps are
+        training targets only), no decoder. ``blur`` is exactly ``encode(x)[1][0]`` (the same ops).
+        """
+        self._check_input(x)
+        stem = self.stem.conv(self.normalize(x))
+        _, blur = self.blur_map.blocks[0](stem)
+        return stem, blur
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The early-exit gate: x (B,3,T,T) in [0,1] -> finest blur map (B,1,T/14,T/14) in [0,1]."""
+        return self.gate_features(x)[1]
+
+    def encode_levels(self, x: torch.Tensor, stem: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder's column-0 levels for tiles whose stem ``gate_features`` already computed.
+
+        x (B,3,T,T) in [0,1], stem (B,c_stem,T,T) -> 4 maps (B, w_i, T/2^i, T/2^i), equal to ``encode(x)[0]``.
+        """
+        taps = self.encoder(self.normalize(x))
+        return self.bridge(taps, self.stem.pyramid(stem))
+
+    def skip_mask(self, blur: torch.Tensor, tau_skip: float | None) -> torch.Tensor | None:
+        """(B,) bool: True where the tile's max blur score is below tau_skip (the tile is returned as it came)."""
+        if tau_skip is None:
+            return None
+        return blur.flatten(1).amax(dim=1) < tau_skip
+
+    def exit_paths(self, blur: torch.Tensor, tau: float | None, tau_skip: float | None) -> torch.Tensor:
+        """(B,) int64 path per tile: ``PATH_FULL`` (0), ``PATH_LIGHT`` (1, max score < tau) or ``PATH_SKIP``
+        (2, max score < tau_skip; skipping wins where both hold). tau = tau_skip = None: every tile is full."""
+        paths = torch.zeros(blur.shape[0], dtype=torch.int64, device=blur.device)
+        light = self.exit_mask(blur, tau)
+        if light is not None:
+            paths[light] = PATH_LIGHT
+        skip = self.skip_mask(blur, tau_skip)
+        if skip is not None:
+            paths[skip] = PATH_SKIP
+        return paths
+
     def decode(
         self, x: torch.Tensor, levels: list[torch.Tensor], blur: torch.Tensor, exit_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -192,7 +255,12 @@ class DRAMNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         levels, blur_maps, _ = self.encode(x)
-        return self.decode(x, levels, blur_maps[0], self.exit_mask(blur_maps[0], self.tau))
+        out = self.decode(x, levels, blur_maps[0], self.exit_mask(blur_maps[0], self.tau))
+        skip = self.skip_mask(blur_maps[0], self.tau_skip)
+        if skip is None:
+            return out
+        # Exact per-tile semantics in one static pass; the runtime (TorchSession) is what saves the work.
+        return torch.where(skip.view(-1, 1, 1, 1), x, out)
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Everything the losses need: image (B,3,T,T), blur_maps (4 maps), depth (B,1,T,T) of the blurred input."""
@@ -221,9 +289,10 @@ def _vit_fields(name: str) -> dict:
     }
 
 
-def _build(defaults: dict, *, depth_anything_checkpoint=None, checkpoint=None, tau=None, **overrides) -> DRAMNet:
+def _build(defaults: dict, *, depth_anything_checkpoint=None, checkpoint=None, tau=None, tau_skip=None,
+           **overrides) -> DRAMNet:
     cfg = DRAMNetConfig.from_dict({**defaults, **overrides})
-    model = DRAMNet(cfg, tau=tau)
+    model = DRAMNet(cfg, tau=tau, tau_skip=tau_skip)
     if depth_anything_checkpoint is not None:
         load_depth_anything(model.encoder, model.depth_head, depth_anything_checkpoint)
     if checkpoint is not None:
