@@ -43,7 +43,7 @@ def test_quickstart_yaml_is_the_embedded_default():
 def test_train_then_eval(cli, tmp_path):
     out = tmp_path / "run"
     small = ["--set", f"model.overrides={json.dumps(MICRO)}", "--set", "data.batch_size=1", "--set", "data.val_size=1",
-             "--set", "stages.0.iters=1", "--set", "stages.1.iters=1", "--set", "run.threads=1"]
+             "--set", "stages.0.iters=1", "--set", "stages.1.iters=1", "--set", "run.threads=1", "--set", "data.num_workers=0"]
     res = _run(cli, ["train", "--out", out, "--quiet", *small])
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
