@@ -110,6 +110,20 @@ def test_sharp_fraction_one_gives_unblurred_pairs():
         assert torch.equal(ds[i]["blurred"], ds[i]["sharp"])
 
 
+def test_max_pair_psnr_redraws_practically_unblurred_pairs():
+    def pair_psnrs(**extra):
+        config = SyntheticBlurConfig(sharp_fraction=0.5, partial_fraction=0.5, **extra)
+        ds = SyntheticBlurDataset("val", crop=CROP, length=8, seed=0, config=config)
+        return [float(psnr(ds[i]["blurred"][None], ds[i]["sharp"][None])) for i in range(8)]
+
+    plain = pair_psnrs()
+    limited = pair_psnrs(max_pair_psnr=45.0)
+    assert max(plain) > 45.0  # the check below can fail: unlimited draws do contain unblurred pairs
+    assert max(limited) <= 45.0
+    # a draw already within the limit is kept as it was (same seed -> same pair)
+    assert any(a == b for a, b in zip(plain, limited) if a <= 45.0)
+
+
 def test_strength_scales_the_blur():
     def mean_psnr(strength):
         config = SyntheticBlurConfig(strength=strength, sharp_fraction=0.0, partial_fraction=0.0)

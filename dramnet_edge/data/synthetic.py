@@ -77,6 +77,8 @@ class SyntheticBlurConfig:
     partial_fraction: probability of a still-camera sample that keeps an in-focus region (see module doc).
         The remaining 1 - sharp_fraction - partial_fraction of samples get camera shake.
     max_shake: largest camera-shake kernel diameter (px).
+    shake_floor: camera-shake diameters are max_shake * strength * U(shake_floor, 1) ** 1.8 (skewed towards mild
+        shakes); raise the floor for data without nearly-still frames (the quickstart does, to learn in minutes).
     max_defocus_radius: largest circle-of-confusion radius (px); reached at a depth gap of 0.5.
     max_object_motion: longest object-motion path (px).
     defocus_prob, object_motion_prob: chance of adding defocus / moving objects in a ``shake`` sample
@@ -89,12 +91,17 @@ class SyntheticBlurConfig:
         y = x + sqrt(shot * x + read**2) * N(0, 1), shot ~ U(0, max_shot_noise), read ~ U(0, max_read_noise).
         Off by default: noise dominates the Laplacian blur target of Eq. 1 (it reads as heavy blur).
     jpeg_prob: chance of JPEG-compressing the blurred image at a quality drawn from jpeg_quality. Off by default.
+    max_pair_psnr: re-draw (up to 8 times, the last 4 with camera shake) a sample whose blurred image is within this PSNR (dB) of the sharp one,
+        i.e. a crop that came out practically unblurred (a ``partial`` crop that falls inside the focal plane, a
+        ``sharp`` sample). None keeps every draw. Validation sets it (see ``DataConfig.val_synthetic``): one
+        identical pair scores 100 dB and a 1e-5 residual moves it by several dB, which swamps a 16-image mean.
     """
 
     strength: float = 1.0
     sharp_fraction: float = 0.1
     partial_fraction: float = 0.35
     max_shake: float = 31.0
+    shake_floor: float = 0.05
     max_defocus_radius: float = 8.0
     max_object_motion: float = 31.0
     defocus_prob: float = 0.3
@@ -107,6 +114,7 @@ class SyntheticBlurConfig:
     max_read_noise: float = 0.01
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (60, 95)
+    max_pair_psnr: float | None = None
 
     def __post_init__(self):
         probabilities = (
@@ -130,6 +138,10 @@ class SyntheticBlurConfig:
             raise ValueError(f"SyntheticBlurConfig.gamma must be > 0, got {self.gamma}")
         if self.levels < 2:
             raise ValueError(f"SyntheticBlurConfig.levels must be >= 2, got {self.levels}")
+        if not 0.0 <= self.shake_floor <= 1.0:
+            raise ValueError(f"SyntheticBlurConfig.shake_floor must be in [0, 1], got {self.shake_floor}")
+        if self.max_pair_psnr is not None and self.max_pair_psnr <= 0:
+            raise ValueError(f"SyntheticBlurConfig.max_pair_psnr must be > 0 dB or None, got {self.max_pair_psnr}")
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"SyntheticBlurConfig.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
@@ -506,7 +518,7 @@ def _object_motion(renderer: _Renderer, image, objects, candidates: list[int], r
 
 def _camera_shake(renderer: _Renderer, image, depth, rng, config) -> torch.Tensor:
     # Diameter skewed towards mild shakes (median ~0.3 of the maximum) with a tail of heavy ones.
-    extent = config.max_shake * config.strength * rng.uniform(0.05, 1.0) ** 1.8
+    extent = config.max_shake * config.strength * rng.uniform(config.shake_floor, 1.0) ** 1.8
     rotation = rng.uniform(0.2, 1.0)  # share of the blur that is uniform (rotation); the rest scales with nearness
     path = _shake_trajectory(rng)
     kernels = [_rasterise(path, float(level) * extent, renderer.kernel_size) for level in renderer.levels]
@@ -581,13 +593,29 @@ class SyntheticBlurDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         epoch = self.epoch if self.train else 0
-        rng = np.random.default_rng([self.seed, epoch, index, SYNTHETIC_SPLITS.index(self.split)])
-        # Validation cycles through its photos; training draws one at random.
-        photo = self.photos[int(rng.integers(len(self.photos))) if self.train else index % len(self.photos)]
-        with _one_thread():
-            sample = _render(photo, rng, self.crop, self.config, flips=self.train)
+        limit = self.config.max_pair_psnr
+        for attempt in range(_MAX_REDRAWS if limit is not None else 1):
+            key = [self.seed, epoch, index, SYNTHETIC_SPLITS.index(self.split)] + ([attempt] if attempt else [])
+            rng = np.random.default_rng(key)
+            # Validation cycles through its photos; training draws one at random.
+            photo = self.photos[int(rng.integers(len(self.photos))) if self.train else index % len(self.photos)]
+            config = self.config
+            if attempt >= _MAX_REDRAWS // 2:  # e.g. a photo with too little depth range for a partial blur
+                config = dataclasses.replace(config, sharp_fraction=0.0, partial_fraction=0.0)
+            with _one_thread():
+                sample = _render(photo, rng, self.crop, config, flips=self.train)
+            if limit is None or _pair_psnr(sample["blurred"], sample["sharp"]) <= limit:
+                break
         sample["name"] = f"{self.split}/{photo.name}/{index:06d}"
         return sample
+
+
+_MAX_REDRAWS = 8
+
+
+def _pair_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(torch.mean((a.float() - b.float()) ** 2))
+    return 100.0 if mse <= 1e-10 else 10.0 * float(np.log10(1.0 / mse))
 
 
 @contextlib.contextmanager
