@@ -112,6 +112,7 @@ def test_bench_torch_schema_policies_and_skipped_backends(ckpt, images, tmp_path
     assert base["speedup"] == pytest.approx(1.0) and base["delta_psnr"] == 0.0 and base["exit_fraction"] == 0.0
     assert skip_all["skip_fraction"] == 1.0 and skip_all["exit_fraction"] == 1.0
     assert skip_all["speedup"] > 3.0  # only the gate runs
+    assert base["speedup_cpu"] == pytest.approx(1.0) and skip_all["speedup_cpu"] > 3.0  # the same in CPU time
     assert base["latency_ms_p50"] > 0 and base["latency_ms_p90"] >= base["latency_ms_p50"]
     assert base["tile_latency_ms_p50"] > 0 and base["images_per_s"] > 0 and base["tiles_per_s"] > 0
     assert base["peak_rss_mb"] is None or base["peak_rss_mb"] > 0

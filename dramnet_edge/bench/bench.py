@@ -5,7 +5,9 @@ for each image, every run processes that image in turn (the starting run rotates
 in machine load hits every run alike and ratios (speedups) stay meaningful on a busy machine. Speedup against the
 same artifact's no-exit run = the median over repetitions of the ratio of the two passes' times (``speedup_min`` /
 ``speedup_max``: their range; ``speedup_image_medians``: per-image medians summed, a second estimate; the raw
-per-repetition, per-image latencies are in ``latencies_ms``). Before timing, one
+per-repetition, per-image latencies are in ``latencies_ms``). ``speedup_cpu``: the same ratio of the process CPU time
+the passes used (CPU device only: with one compute thread it leaves out the time other processes took the core, so
+on a shared machine it is the steadier estimate; asynchronous GPU work does not show in it). Before timing, one
 untimed pass per run scores quality (PSNR against targets and against the same artifact without early exit), counts
 exits and measures peak memory; ``warmup`` counts that pass.
 
@@ -292,6 +294,7 @@ class _Run:
     target: Target
     policy: ExitPolicy
     latencies: list[list[float]] = field(default_factory=list)  # [repetition][image] seconds
+    cpu_times: list[list[float]] = field(default_factory=list)  # [repetition][image] process CPU seconds
     tiles: list[int] = field(default_factory=list)  # per image
     exited: list[int] = field(default_factory=list)
     skipped_tiles: int = 0
@@ -373,15 +376,17 @@ def run_bench(
         for r in range(repeat):
             for run in runs:
                 run.latencies.append([])
+                run.cpu_times.append([])
             for img in images:
                 k = r % len(runs) if runs else 0
                 for run in runs[k:] + runs[:k]:
                     _sync(run.target)
-                    t0 = time.perf_counter()
+                    c0, t0 = time.process_time(), time.perf_counter()
                     _deblur(run, img.image, overlap, batch_size)
                     _sync(run.target)
-                    t1 = time.perf_counter()
+                    t1, c1 = time.perf_counter(), time.process_time()
                     run.latencies[r].append(t1 - t0)
+                    run.cpu_times[r].append(c1 - c0)
                     run.segments.append((t0, t1))
             log(f"repetition {r + 1}/{repeat} done ({time.perf_counter() - t_start:.0f} s)")
         power_summary = sampler.summary()
@@ -422,6 +427,10 @@ def _summarise(runs: list[_Run], skipped: list[tuple[Target, ExitPolicy, str]], 
             # A second estimate: per image, the median over repetitions, summed over images.
             med = lambda lat: sum(statistics.median(rep[i] for rep in lat) for i in range(len(lat[0])))  # noqa: E731
             speedup_images = med(base.latencies) / med(run.latencies)
+        speedup_cpu = None
+        if base is not None and not str(getattr(t.session, "device", "cpu")).startswith("cuda"):
+            ratios = [sum(b) / sum(x) for b, x in zip(base.cpu_times, run.cpu_times) if sum(x) > 0]
+            speedup_cpu = float(statistics.median(ratios)) if ratios else None
         psnr_vals = [_psnr(o, i.target) for o, i in zip(run.outputs, images) if i.target is not None]
         vs_noexit = None
         if base is not None and base is not run:
@@ -442,6 +451,7 @@ def _summarise(runs: list[_Run], skipped: list[tuple[Target, ExitPolicy, str]], 
             "light_fraction": run.light_tiles / tiles if tiles else 0.0,
             "speedup": float(statistics.median(speedups)) if speedups else None,
             "speedup_image_medians": speedup_images,
+            "speedup_cpu": speedup_cpu,
             "latencies_ms": [[round(1000 * t, 3) for t in rep] for rep in run.latencies],
             "speedup_min": min(speedups) if speedups else None,
             "speedup_max": max(speedups) if speedups else None,
