@@ -44,10 +44,13 @@ def test_random_init_run_writes_the_table_json_and_plot(ee, tmp_path, capsys):
     # The untrained gate scores every tile alike: a policy no tile can take is listed, one is kept as a noise control.
     q = result["gate_quality"]
     assert q["tiles"] == 9 and 0 < q["sharp_tiles"] < 9 and len(q["scores"]) == 9
-    assert ("model", "none") in runs and ("random head", "none") in runs and ("oracle", "0.05:") in runs
+    assert ("model", "none") in runs and ("oracle", "0.05:") in runs
     not_run = {(i["net"].endswith("random head"), i["policy"]) for i in result["not_run"]}
     kept = {p for (k, p) in runs if k == "model"}
-    assert len(kept) == 2 and (True, "skip<0.1") in not_run  # the random head keeps no idle run
+    assert len(kept) == 2 and (True, "skip<0.1") in not_run  # the random head keeps no idle run...
+    assert not any(k == "random head" for k, _ in runs)  # ...so its lone baseline is left out too
+    oracle_net = next(r["artifact"] for r in result["runs"] if r["artifact"].startswith("oracle"))
+    assert "random head" in oracle_net  # the oracle runs on the random-head copy, whose output is not the input
     # Zero head: the model returns its input, so its output is the input whatever the policy.
     assert runs[("model", "none")]["psnr"] == pytest.approx(result["input_psnr"], abs=1e-6)
     # The oracle skips exactly the truly sharp tiles; there the input is the target, so PSNR vs GT cannot drop
