@@ -14,10 +14,12 @@ from .config import TrainConfig, config_from_dict
 QUICKSTART: dict = {
     "model": {"name": "dramnet_tiny", "overrides": {"tile": 112, "memory_saving": False}},
     "data": {"dataset": "synthetic", "crop": 112, "batch_size": 4, "val_size": 16, "train_length": 100000,
-             "num_workers": 1},
+             "num_workers": 1,
+             "synthetic": {"strength": 0.5, "shake_floor": 0.5, "sharp_fraction": 0.0, "partial_fraction": 0.0}},
     "optim": {"lr": 1.0e-3, "min_lr": 1.0e-5, "warmup_iters": 20},
-    "stages": [{"name": "depth", "iters": 20}, {"name": "deblur", "iters": 700}],
-    "run": {"log_every": 10, "val_every": 100, "ckpt_every": 100, "threads": 1},
+    "loss": {"lambda_depth": 0.0},
+    "stages": [{"name": "depth", "iters": 20}, {"name": "deblur", "iters": 1200}],
+    "run": {"log_every": 10, "val_every": 200, "ckpt_every": 200, "threads": 1},
 }
 
 
