@@ -18,6 +18,22 @@ import torch.nn.functional as F
 
 from .layers import LayerNorm2d, SimpleGate
 
+
+def capturing_graph() -> bool:
+    """True while a graph is being captured rather than run: ``torch.fx`` symbolic tracing (coremltools'
+    LinearQuantizer, FX quantization), ``torch.jit.trace``, ``torch.export`` / ``torch.compile``.
+
+    The Python-side input checks of DRAMNet's modules are skipped then: under FX they are control flow on proxies,
+    which cannot be traced at all, and a captured graph has its shapes fixed by the example inputs anyway. Eager
+    calls (training, the torch runtime) keep every check.
+    """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return True
+    fx = torch.fx._symbolic_trace
+    # is_fx_symbolic_tracing excludes torch.export (covered above); older torch only has is_fx_tracing.
+    return fx.is_fx_symbolic_tracing() if hasattr(fx, "is_fx_symbolic_tracing") else fx.is_fx_tracing()
+
+
 # --------------------------------------------------------------------------------------------------
 # Laplacian blur target (Eq. 1)
 # --------------------------------------------------------------------------------------------------
@@ -146,8 +162,8 @@ class BlurMapCascade(nn.Module):
         return self.tile * 2 ** (len(self.blocks) - 1)
 
     def forward(self, stem_features: torch.Tensor) -> list[torch.Tensor]:
-        h, w = stem_features.shape[-2:]
-        if h % self.stride or w % self.stride:
+        h, w = stem_features.shape[-2], stem_features.shape[-1]
+        if not capturing_graph() and (h % self.stride or w % self.stride):
             raise ValueError(f"BME input {h}x{w} must be a multiple of {self.stride} (tile {self.tile} x 2^(blocks-1))")
         blur_maps = []
         x = stem_features
@@ -203,9 +219,8 @@ class HaarDWT(nn.Module):
         self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if h % 2 or w % 2:
-            raise ValueError(f"Haar DWT needs an even height and width, got {h}x{w}")
+        if not capturing_graph() and (x.shape[-2] % 2 or x.shape[-1] % 2):
+            raise ValueError(f"Haar DWT needs an even height and width, got {x.shape[-2]}x{x.shape[-1]}")
         return F.conv2d(x, self.weight, stride=2, groups=self.channels)
 
 
@@ -669,7 +684,8 @@ class ReversibleDecoder(nn.Module):
         return [self.blur_resize(blur, x.shape[-2:]) for x in levels]
 
     def forward(self, levels, blur: torch.Tensor, exit_mask=None) -> list[torch.Tensor]:
-        self._check_levels(levels)
+        if not capturing_graph():
+            self._check_levels(levels)
         blur_levels = self.blur_levels(blur, levels)
         exit_mask = resolve_exit_mask(exit_mask, levels[0].shape[0])
         states = list(levels)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .depth_anything import load_depth_anything, official_vit_config
 from .dpt import DPTHead
-from .dram_blocks import BlurMapCascade, ReversibleDecoder
+from .dram_blocks import BlurMapCascade, ReversibleDecoder, capturing_graph
 from .registry import register_model
 from .vit import DinoV2Encoder
 
@@ -181,6 +181,8 @@ class DRAMNet(nn.Module):
         }
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if capturing_graph():  # a captured graph fixes the shape itself; FX cannot trace this check
+            return
         if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != (self.tile, self.tile):
             raise ValueError(f"DRAMNet expects (B, 3, {self.tile}, {self.tile}) tiles, got {tuple(x.shape)}")
 
