@@ -1,0 +1,16 @@
+"""INT8 calibration (DESIGN.md, pipeline step 3): blur-stratified calibration tiles, Q/DQ ONNX, accuracy-bounded
+fallback, and the INT8 paths of the other targets.
+
+recipe.py         calibration-set recipes (the top-level calibrate/*.yaml): tiles, held-out tiles, strata
+tiles.py          candidates (synthetic engine, image folder, paired dataset) -> blur strata -> calib / held-out tiles
+graph.py          what to quantize in an exported graph: layer groups, sensitive nodes (DFT path, softmax attention,
+                  blur-map head, last conv), found from the graph structure
+quantize.py       one graph -> Q/DQ INT8 ONNX by NNCF or ONNX Runtime; Q/DQ inspection and TensorRT checks
+fallback.py       per-group sensitivity and reverts to FP32 until the held-out PSNR drop is within budget
+pipeline.py       the four graphs end to end, ``calibrate`` (the CLI) and ``quantize_for_export`` (export --int8)
+openvino_int8.py  NNCF's own INT8 OpenVINO IR
+coreml_w8a8.py    CoreML W8A8 via coremltools' LinearQuantizer on a static FX trace (export --target coreml --int8)
+report.py         the Markdown report;  runner.py  ONNX Runtime over numpy batches
+
+Heavy SDKs (onnxruntime, nncf, openvino, coremltools) are imported inside the functions that use them.
+"""

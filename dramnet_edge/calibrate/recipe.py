@@ -1,0 +1,124 @@
+"""Calibration-set recipes: which images, how many tiles, how they are stratified by blur.
+
+A recipe is data (``calibrate/*.yaml`` at the repository top level); ``CalibrationRecipe()`` holds the same defaults
+as ``calibrate/default-synthetic.yaml`` so an installed package needs no recipe file. Unknown keys are an error.
+
+Strata come from the model's own blur map (the finest BME map, the one the early exit reads): a tile's score is its
+max blur value, the quantity compared with tau. Thresholds:
+
+* sharp / mild: tau when the run has one (the tiles the light decoder will see are exactly the "sharp" stratum),
+  else the ``sharp_quantile`` of the candidate scores;
+* mild / heavy: the ``heavy_quantile`` of the candidate scores above the first threshold (0.5: the non-sharp
+  candidates split in half), so both thresholds follow the model and the data rather than fixed numbers that a
+  differently trained model would put in the wrong place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STRATA = ("sharp", "mild", "heavy")
+SOURCES = ("synthetic", "folder")
+
+#: A seed used by no training or validation recipe: calibration crops are not the crops the model trained on.
+CALIBRATION_SEED = 60_221
+
+
+@dataclass
+class StrataConfig:
+    """fractions: share of the selected tiles per stratum (sharp, mild, heavy); normalised to sum to 1.
+    sharp_quantile: sharp/mild threshold when no tau is given. heavy_quantile: see the module docstring."""
+
+    fractions: dict = field(default_factory=lambda: {"sharp": 0.3333, "mild": 0.3333, "heavy": 0.3334})
+    sharp_quantile: float = 0.3333
+    heavy_quantile: float = 0.5
+
+    def __post_init__(self):
+        unknown = sorted(set(self.fractions) - set(STRATA))
+        if unknown or not self.fractions:
+            raise ValueError(f"strata.fractions keys must be among {', '.join(STRATA)}, got {sorted(self.fractions)}")
+        if any(float(v) < 0 for v in self.fractions.values()) or sum(float(v) for v in self.fractions.values()) <= 0:
+            raise ValueError(f"strata.fractions must be >= 0 with a positive sum, got {self.fractions}")
+        for name in ("sharp_quantile", "heavy_quantile"):
+            v = getattr(self, name)
+            if not 0.0 < v < 1.0:
+                raise ValueError(f"strata.{name} must be in (0, 1), got {v}")
+
+    def normalised(self) -> dict[str, float]:
+        total = sum(float(self.fractions.get(s, 0.0)) for s in STRATA)
+        return {s: float(self.fractions.get(s, 0.0)) / total for s in STRATA}
+
+
+@dataclass
+class CalibrationRecipe:
+    """Everything that fixes a calibration set.
+
+    source: "synthetic" (the embedded blur engine) or "folder" (``--calib-data DIR``: image files, or a paired
+        dataset root whose blurred side is used). tiles: tiles used to compute the INT8 ranges. holdout: further
+        tiles, disjoint from those, on which the fallback measures the PSNR drop. candidates_per_tile: candidates
+        scored per selected tile (more = strata filled more evenly, slower). seed: fixes the synthetic crops and blur.
+    synthetic_split: source photos of the synthetic set ("train": the held-out val photos stay free for reporting).
+    max_tiles_per_image: cap on the grid tiles taken from one user image (evenly spaced), so one large photo cannot
+        fill the set. paired_split: the split of a paired dataset used for calibration ("train"; "test" is for reports).
+    """
+
+    source: str = "synthetic"
+    tiles: int = 64
+    holdout: int = 16
+    candidates_per_tile: int = 3
+    seed: int = CALIBRATION_SEED
+    synthetic_split: str = "train"
+    max_tiles_per_image: int = 16
+    paired_split: str = "train"
+    strata: StrataConfig = field(default_factory=StrataConfig)
+
+    def __post_init__(self):
+        if isinstance(self.strata, dict):
+            self.strata = _from_dict(StrataConfig, self.strata, "strata")
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.tiles < 3:
+            raise ValueError(f"tiles must be >= 3 (one per stratum at least), got {self.tiles}")
+        if self.holdout < 1:
+            raise ValueError(f"holdout must be >= 1, got {self.holdout}")
+        if self.candidates_per_tile < 1:
+            raise ValueError(f"candidates_per_tile must be >= 1, got {self.candidates_per_tile}")
+        if self.max_tiles_per_image < 1:
+            raise ValueError(f"max_tiles_per_image must be >= 1, got {self.max_tiles_per_image}")
+        if self.synthetic_split not in ("train", "val"):
+            raise ValueError(f"synthetic_split must be train or val, got {self.synthetic_split!r}")
+        if self.paired_split not in ("train", "val", "test"):
+            raise ValueError(f"paired_split must be train, val or test, got {self.paired_split!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "CalibrationRecipe":
+        return dataclasses.replace(self, **changes)
+
+
+def _from_dict(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {where} keys {unknown}; accepted: {sorted(known)}")
+    return cls(**data)
+
+
+def load_recipe(path: str | os.PathLike) -> CalibrationRecipe:
+    """Read a calibration recipe YAML; ValueError naming the file on a missing file or unknown keys."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"calibration recipe not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        return _from_dict(CalibrationRecipe, data, "calibration recipe")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None

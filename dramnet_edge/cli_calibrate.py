@@ -1,0 +1,152 @@
+"""``dramnet-edge calibrate``: INT8 post-training quantization into a Q/DQ ONNX export, with an accuracy budget.
+
+Registered on the main group by ``cli.py`` (``main.add_command(calibrate)``). Bad input (missing calibration folder,
+a budget that is not a positive number, a wrong suffix, a model and an FP32 export given together) ends with one
+``Error: ...`` line and exit code 2 before any work is done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .calibrate.quantize import CALIBRATION_METHODS, LIBRARIES
+
+DEFAULT_MODEL = "dramnet_tiny"
+
+
+def _validate_model(ctx, param, value):
+    if value is None:
+        return value
+    from .models import list_models
+
+    names = [n for n in list_models() if n.startswith("dramnet")]
+    if value not in names:
+        raise click.BadParameter(f"unknown or non-exportable model {value!r}; choose one of: {', '.join(names)}")
+    return value
+
+
+@click.command("calibrate")
+@click.option("--model", callback=_validate_model,
+              help=f"Registered DRAMNet variant (default: {DEFAULT_MODEL}, its shipped weights when present).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weight file (.safetensors or training .pt); it names its own model.")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="An FP32 `export --target onnx` artifact to quantize instead of exporting the model here.")
+@click.option("--tile", default=None, type=int,
+              help="Tile size (multiple of 112) when exporting from a model (default: the weights' own tile).")
+@click.option("--calib-data", type=click.Path(path_type=Path),
+              help="Folder of images, or a paired dataset root (its blurred side is used). Default: the embedded "
+                   "synthetic set (its training photos, a calibration seed; never the reporting photos).")
+@click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path),
+              help="Calibration recipe YAML (calibrate/*.yaml): tiles, held-out tiles, strata.")
+@click.option("--tiles", type=int, default=None,
+              help="Tiles in all (calibration + held out), split as the recipe does (default recipe: 64 + 16).")
+@click.option("--budget-db", type=float, default=0.1, show_default=True,
+              help="Largest mean PSNR drop (dB) vs FP32 on the held-out tiles; the fallback reverts layer groups "
+                   "to FP32 until it holds.")
+@click.option("--worst-budget-db", type=float, default=None,
+              help="Also bound the worst held-out tile's drop (dB). Off by default.")
+@click.option("--method", type=click.Choice(list(CALIBRATION_METHODS)), default="minmax", show_default=True,
+              help="Activation range estimator.")
+@click.option("--library", type=click.Choice(list(LIBRARIES)), default="nncf", show_default=True,
+              help="Quantizer: nncf (nncf.quantize on the ONNX graph) or ort (onnxruntime quantize_static).")
+@click.option("--tau", type=float, default=None,
+              help="Early-exit threshold (baked into the whole-model graph; the sharp/mild stratum boundary).")
+@click.option("--max-evals", type=int, default=48, show_default=True,
+              help="ONNX Runtime evaluations the fallback may spend (sensitivity + reverts).")
+@click.option("--threads", type=int, default=None, help="ONNX Runtime threads for calibration and evaluation.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The Q/DQ ONNX (m.int8.onnx); split graphs, the .json sidecar and m.int8.report.json/.md go beside it.")
+@click.option("--no-check", is_flag=True, help="Skip the parity check on photos.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
+def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
+              library, tau, max_evals, threads, output, no_check, overwrite):
+    """INT8 post-training quantization of a DRAMNet into a Q/DQ ONNX (TensorRT-ready), bounded by a PSNR budget.
+
+    \b
+    Examples:
+      dramnet-edge calibrate -o dramnet.int8.onnx
+      dramnet-edge calibrate --checkpoint run/model.safetensors --calib-data photos/ --budget-db 0.2 -o m.int8.onnx
+      dramnet-edge calibrate --onnx dramnet.onnx --library ort --method percentile -o dramnet.int8.onnx
+    Weights int8 symmetric per channel, activations int8 symmetric per tensor, zero-points 0. The DFT path, softmax
+    attention, the blur-map head and the last convolution stay FP32; then the layer groups whose quantization costs
+    most go back to FP32 until the held-out drop is within --budget-db. Writes the four graphs the runtime uses,
+    NAME.json (sidecar) and NAME.report.json/.md (strata, per-group sensitivity, reverted groups, mean and worst drop).
+    """
+    try:
+        _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
+                   library, tau, max_evals, threads, output, no_check, overwrite)
+    except ValueError as e:
+        raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+
+
+def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tiles, budget_db, worst_budget_db, method,
+               library, tau, max_evals, threads, output, no_check, overwrite):
+    from .calibrate.pipeline import calibrate, check_budget, report_paths
+    from .calibrate.quantize import QuantSettings
+    from .calibrate.recipe import CalibrationRecipe, load_recipe
+
+    check_budget(budget_db)
+    if worst_budget_db is not None:
+        check_budget(worst_budget_db)
+    if not output.name.endswith(".onnx") or output.name == ".onnx":
+        raise ValueError(f"output {str(output)!r} must end in .onnx (the Q/DQ model)")
+    if calib_data is not None and not calib_data.is_dir():
+        raise ValueError(f"--calib-data {calib_data}: no such directory")
+    if onnx_path is not None and (model is not None or checkpoint is not None or tile is not None):
+        raise ValueError("--onnx quantizes an existing FP32 export: it names its own model and tile, so --model, "
+                         "--checkpoint and --tile do not apply")
+    if onnx_path is not None and not onnx_path.is_file():
+        raise ValueError(f"--onnx {onnx_path}: file not found")
+    if checkpoint is not None and not checkpoint.is_file():
+        raise ValueError(f"checkpoint not found: {checkpoint}")
+    if tile is not None and (tile <= 0 or tile % 112):
+        raise ValueError(f"--tile must be a positive multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
+    if tiles is not None and tiles < 4:
+        raise ValueError(f"--tiles must be >= 4 (3 for the ranges, 1 held out), got {tiles}")
+    if max_evals < 2:
+        raise ValueError(f"--max-evals must be >= 2, got {max_evals}")
+    if tau is not None and not 0.0 <= tau <= 1.0:
+        raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
+    if output.exists() and not overwrite:
+        raise ValueError(f"output exists: {output} (pass --overwrite to replace)")
+    settings = QuantSettings(library=library, method=method)
+    recipe = load_recipe(recipe_path) if recipe_path is not None else CalibrationRecipe()
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    net, name, source = None, None, None
+    if onnx_path is None:
+        from .cli_export import load_export_model
+
+        net, name, source = _load(model, checkpoint, tile, log, load_export_model)
+    report = calibrate(
+        output=output, model=net, model_name=name, checkpoint=source, onnx=onnx_path, calib_data=calib_data,
+        recipe=recipe, tiles=tiles, budget_db=budget_db, settings=settings, tau=tau, max_evals=max_evals,
+        worst_budget_db=worst_budget_db, check=not no_check, threads=threads, log=log,
+    )
+    final = report["final"]["model"]
+    json_path, md_path = report_paths(output)
+    click.echo(f"{output} (int8 Q/DQ, {library} {method}, tile {report['tile']}): drop vs FP32 "
+               f"{final['drop_db_mean']:+.3f} dB mean, {final['drop_db_worst']:+.3f} dB worst held-out tile; "
+               f"{len(report['fallback']['reverted'])} group(s) reverted to FP32; budget "
+               f"{'met' if report['fallback']['met'] else 'NOT met'}; report {json_path.name}, {md_path.name}")
+
+
+def _load(model, checkpoint, tile, log, load_export_model):
+    """(model, name, weight file) as ``export`` loads them; the tile defaults to the weights' own."""
+    from .models.checkpoint import read_metadata
+    from .weights import default_checkpoint
+
+    if tile is None:
+        source = checkpoint or default_checkpoint(model or DEFAULT_MODEL)
+        tile = 224
+        if source is not None:
+            tile = int(read_metadata(source).get("overrides", {}).get("tile", 224))
+    net, name, source = load_export_model(model, checkpoint, tile, warn=log)
+    if source is None:
+        log("warning: quantization error measured on random weights is not representative of a trained model")
+    return net, name, source
