@@ -1,9 +1,10 @@
 """``dramnet-edge export``: one command for every deployment target, driven by the formats table.
 
 Registered on the main group by ``cli.py`` (``main.add_command(export)``). Bad input (unknown target, wrong
-suffix, incompatible flags, a precision the target lacks or that is not available yet, a missing SDK) ends with
-one ``Error: ...`` line and exit code 2 before any work is done, except that a TensorRT export on a machine without
-TensorRT first writes and lints the ONNX it would build from, then says what to install.
+suffix, incompatible flags, a precision the target lacks or that is not available yet, a missing SDK, a bad INT8
+budget or calibration folder) ends with one ``Error: ...`` line and exit code 2 before any work is done, except that
+a TensorRT export on a machine without TensorRT first writes (and for INT8 calibrates) and lints the ONNX it would
+build from, then says what to install.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from .export.formats import FORMATS, PRECISIONS
 
@@ -92,20 +94,26 @@ def _validate_model(ctx, param, value):
 @click.option("--int8", "int8", is_flag=True, help="Shorthand for --precision int8.")
 @click.option("--fft", type=click.Choice(["dft", "native"]), default="dft", show_default=True,
               help="FFT form: fixed DFT matmuls (every target; fastest measured) or the native FFT op "
-                   "(onnx, openvino).")
+                   "(onnx, openvino; not with int8, which is calibrated on the DFT-free ONNX).")
 @click.option("--tile", default=224, show_default=True, type=int, help="Static tile size (multiple of 112).")
 @click.option("--batch", type=int, default=None,
               help="Static batch size N. Default: a dynamic batch axis where the target has one (CoreML: 1).")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch axis, the default (TensorRT: profile 1/8/16).")
 @click.option("--tau", type=float, default=None,
               help="Early-exit threshold baked into the whole-model graph and recorded in the sidecar.")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None,
+              help="INT8 only: calibration images (a folder of images, or a paired dataset root whose blurred side "
+                   "is used). Default: the embedded synthetic set.")
+@click.option("--budget-db", type=float, default=0.1, show_default=True,
+              help="INT8 only: largest mean PSNR drop (dB) vs FP32 on held-out tiles. onnx / tensorrt / openvino "
+                   "revert layer groups to float until it holds; coreml reports whether it holds.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Artifact path; its suffix must match --target. Split graphs and the .json sidecar go beside it.")
 @click.option("--no-check", is_flag=True, help="Skip re-loading the artifact and measuring parity against PyTorch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
 @click.pass_context
-def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output,
-           no_check, overwrite):
+def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, batch, dynamic_batch, tau, calib_data,
+           budget_db, output, no_check, overwrite):
     """Export a DRAMNet for a deployment target, with a JSON sidecar and a parity check on real photos.
 
     \b
@@ -113,12 +121,19 @@ def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, 
       dramnet-edge export --target onnx -o dramnet.onnx
       dramnet-edge export --target onnx --precision fp16 --dynamic-batch -o dramnet16.onnx
       dramnet-edge export --target tensorrt --precision fp16 -o dramnet.engine      (CUDA host)
-      dramnet-edge export --target coreml --int8 -o dramnet.mlpackage
       dramnet-edge export --target openvino --precision fp16 -o dramnet.xml
-      dramnet-edge export --profile export/desktop-trt-fp16.yaml -o dramnet.engine
+      dramnet-edge export --target onnx --int8 --calib-data photos/ --budget-db 0.2 -o dramnet.int8.onnx
+      dramnet-edge export --target openvino --int8 -o dramnet.int8.xml
+      dramnet-edge export --target coreml --int8 -o dramnet.mlpackage
+      dramnet-edge export --profile export/jetson-orin-int8.yaml -o dramnet.engine   (on the Jetson)
     Besides OUTPUT it writes the split graphs the runtime dispatches the early exit with (NAME.encoder.X,
     NAME.decoder_full.X, NAME.decoder_light.X) and NAME.json (model, checkpoint hash, tile, precision, versions,
     parity). Load it with `dramnet-edge deblur --backend BACKEND --artifact OUTPUT`.
+    \b
+    INT8 is calibrated on blur-stratified tiles (--calib-data, else the embedded synthetic set) and writes
+    NAME.report.json: onnx and tensorrt get a symmetric Q/DQ ONNX (zero-point 0; TensorRT builds its engines from
+    it), openvino an NNCF INT8 IR, both with layer groups reverted to float until the held-out drop is within
+    --budget-db; coreml gets W8A8 (iOS 17+) from coremltools' quantizer, its drop measured in torch (no fallback).
     """
     try:
         if profile is not None:
@@ -129,15 +144,15 @@ def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, 
             raise ValueError("--target is required (or a --profile that names one); choose one of: "
                              + ", ".join(FORMATS))
         _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
-                overwrite)
+                overwrite, calib_data=calib_data, budget_db=budget_db,
+                calib_given=ctx.get_parameter_source("calib_data") == ParameterSource.COMMANDLINE
+                or ctx.get_parameter_source("budget_db") == ParameterSource.COMMANDLINE)
     except ValueError as e:
         raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
 
 
 def _apply_profile(ctx, path: Path, **given):
     """The profile's fields, each replaced by the flag of the same name when that flag was given on the command line."""
-    from click.core import ParameterSource
-
     from .export.formats import get_format
     from .export.profile import load_profile
 
@@ -158,8 +173,8 @@ def _apply_profile(ctx, path: Path, **given):
 
 
 def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
-            overwrite):
-    from .export.exporter import export_model
+            overwrite, calib_data=None, budget_db=0.1, calib_given=False):
+    from .export.exporter import check_int8_request, export_model
     from .export.formats import require_sdk, validate_request
 
     if int8 and precision not in (None, "int8"):
@@ -168,6 +183,10 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
     fmt = validate_request(target, precision, output=output, fft=fft, batch=batch, dynamic_batch=dynamic_batch)
     if tile % 112:
         raise ValueError(f"--tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
+    if precision == "int8":
+        check_int8_request(fmt, calib_data, budget_db)
+    elif calib_given:  # never ignore a flag silently
+        raise ValueError(f"--calib-data and --budget-db apply to --precision int8, not {precision}")
     if target != "tensorrt":
         require_sdk(fmt)
     if output.exists() and not overwrite:
@@ -178,11 +197,16 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
     sidecar = export_model(
         net, target=target, output=output, precision=precision, fft=fft, batch=batch, dynamic_batch=dynamic_batch,
         tau=tau, model_name=name, checkpoint=source, check=not no_check, log=lambda m: click.echo(m, err=True),
+        calib_data=calib_data, budget_db=budget_db,
     )
     parity = sidecar.get("parity") or {}
     status = "not measured" if not parity or parity.get("ok") is None else ("ok" if parity["ok"] else "BELOW TARGET")
+    quant = sidecar.get("quantization")
+    drop = "" if not quant else (f"; INT8 drop {quant['drop_db_mean']:+.3f} dB mean, {quant['drop_db_worst']:+.3f} dB "
+                                 f"worst held-out tile, budget {quant['budget_db']} dB "
+                                 f"{'met' if quant['met'] else 'NOT met'} (report {sidecar.get('report')})")
     click.echo(f"{output} ({target}, {precision}, tile {sidecar['tile']}, batch {sidecar['batch']}); "
-               f"sidecar {fmt.sidecar_path(output)}; parity {status}")
+               f"sidecar {fmt.sidecar_path(output)}; parity {status}{drop}")
 
 
 # -- for `dramnet-edge deblur --backend B --artifact PATH` (cli.py) -----------------------------------------------

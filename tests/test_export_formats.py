@@ -48,7 +48,18 @@ def test_validate_request_names_value_and_accepted_ones():
         validate_request("tensorrt", "fp16", output="m.onnx")
     with pytest.raises(ValueError, match="accepts: fp32, fp16"):
         validate_request("torch-tensorrt", "int8", output="m.ep")
-    assert validate_request("coreml", "int8", output="m.mlpackage").name == "coreml"  # W8 works now
+    assert validate_request("coreml", "int8", output="m.mlpackage").name == "coreml"  # W8A8
+    with pytest.raises(ValueError, match="--fft native is not available for --target openvino --precision int8"):
+        validate_request("openvino", "int8", output="m.xml", fft="native")
+    assert validate_request("openvino", "fp32", output="m.xml", fft="native").name == "openvino"
+
+
+def test_int8_is_ready_wherever_it_is_accepted():
+    # INT8 is calibrated (dramnet_edge.calibrate): nothing is pending, and the quickstart's stage_export relies on it
+    for fmt in FORMATS.values():
+        assert fmt.ready_precisions == fmt.precisions, fmt.name
+    assert {n for n, f in FORMATS.items() if "int8" in f.ready_precisions} == {"onnx", "tensorrt", "coreml", "openvino"}
+    assert "nncf" in get_format("openvino").int8_modules and "nncf" in get_format("tensorrt").int8_modules
 
 
 @pytest.mark.parametrize("args,message", [
@@ -58,8 +69,14 @@ def test_validate_request_names_value_and_accepted_ones():
     (["--target", "onnx", "--batch", "4", "--dynamic-batch", "-o", "m.onnx"], "--batch 4 and --dynamic-batch"),
     (["--target", "onnx", "--batch", "0", "-o", "m.onnx"], "--batch must be >= 1"),
     (["--target", "torch-tensorrt", "--precision", "int8", "-o", "m.ep"], "accepts: fp32, fp16"),
-    (["--target", "onnx", "--int8", "-o", "m.onnx"], "calibrate issue"),
-    (["--target", "openvino", "--precision", "int8", "-o", "m.xml"], "NNCF"),
+    (["--target", "onnx", "--int8", "--budget-db", "0", "-o", "m.onnx"], "--budget-db must be a positive number"),
+    (["--target", "coreml", "--int8", "--budget-db", "nan", "-o", "m.mlpackage"], "--budget-db must be a positive"),
+    (["--target", "openvino", "--precision", "int8", "--calib-data", "nope", "-o", "m.xml"],
+     "--calib-data nope: no such directory"),
+    (["--target", "openvino", "--int8", "--fft", "native", "-o", "m.xml"], "--precision int8 (calibrated on the"),
+    (["--target", "onnx", "--precision", "fp16", "--budget-db", "0.2", "-o", "m.onnx"],
+     "--calib-data and --budget-db apply to --precision int8, not fp16"),
+    (["--target", "openvino", "--calib-data", ".", "-o", "m.xml"], "apply to --precision int8, not fp32"),
     (["--target", "coreml", "--dynamic-batch", "-o", "m.mlpackage"], "use --batch N"),
     (["--target", "tensorrt", "--fft", "native", "-o", "m.engine"], "accepts: dft"),
     (["--target", "onnx", "--tile", "100", "-o", "m.onnx"], "multiple of 112"),
@@ -237,9 +254,31 @@ def test_cli_flags_override_the_profile(tmp_path):
     # the profile's target gives way to --target, whose suffix rule then applies
     result = CliRunner().invoke(export, base + ["--target", "onnx", "-o", str(tmp_path / "m.mlpackage")])
     assert result.exit_code == 2 and "does not end in .onnx" in result.output
-    result = CliRunner().invoke(export, ["--profile", str(next(p for p in PROFILES if p.stem == "jetson-orin-int8")),
-                                         "-o", str(tmp_path / "m.engine")])
-    assert result.exit_code == 2 and "calibrate issue" in result.output
+    # the Jetson profile asks for INT8, so the INT8 flags apply (a bad budget stops it before any work) ...
+    jetson = ["--profile", str(next(p for p in PROFILES if p.stem == "jetson-orin-int8")), "-o",
+              str(tmp_path / "m.engine")]
+    result = CliRunner().invoke(export, jetson + ["--budget-db", "-1"])
+    assert result.exit_code == 2 and "--budget-db must be a positive number of dB, got -1.0" in result.output
+    # ... until --precision overrides it
+    result = CliRunner().invoke(export, jetson + ["--precision", "fp16", "--budget-db", "0.3"])
+    assert result.exit_code == 2 and "apply to --precision int8, not fp16" in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_help_documents_the_int8_options():
+    result = CliRunner().invoke(export, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--calib-data PATH" in text and "--budget-db FLOAT" in text and "[default: 0.1]" in text
+    assert "coreml gets W8A8" in text and "NAME.report.json" in text
+
+
+def test_missing_calibration_library_names_the_install(tmp_path, monkeypatch):
+    _hide_modules(monkeypatch, "nncf")
+    result = CliRunner().invoke(export, ["--target", "tensorrt", "--int8", "-o", str(tmp_path / "m.engine")])
+    assert result.exit_code == 2
+    assert 'calibrates with nncf, which is not installed here: pip install "dramnet-edge[openvino]"' in result.output
+    assert not list(tmp_path.iterdir())
 
 
 def test_deblur_backend_helpers_give_one_line_errors(tmp_path):

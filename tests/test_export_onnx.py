@@ -237,7 +237,8 @@ def test_torch_tensorrt_program_parity(exported, tmp_path):
 
 
 def test_coreml_package_converts_and_loads_as_a_spec(exported, tmp_path):
-    # int8 = the FP16 ML program plus 8-bit weight quantization: one conversion covers both (each takes ~15 s here).
+    # convert_coreml's int8 = the FP16 ML program plus 8-bit weight quantization: one conversion covers both (each
+    # takes ~15 s here). `export --int8` is W8A8 instead (calibrate.coreml_w8a8, tested below).
     precision = "int8"
     from dramnet_edge.export.fold import EncoderPart, example_inputs, fold_model
     from dramnet_edge.export.torch2coreml import convert_coreml, load_coreml_spec
@@ -256,6 +257,41 @@ def test_coreml_package_converts_and_loads_as_a_spec(exported, tmp_path):
            for op in b.operations}
     assert any(o.startswith("constexpr_") for o in ops), ops  # weights stored as int8 + scale
     assert "conv" in ops and "matmul" in ops
+
+
+def test_coreml_int8_export_is_w8a8_with_a_measured_drop(exported, tmp_path, monkeypatch):
+    from dramnet_edge.calibrate import coreml_w8a8
+    from dramnet_edge.calibrate.recipe import CalibrationRecipe
+    from dramnet_edge.export.torch2coreml import load_coreml_spec
+
+    small = CalibrationRecipe(tiles=4, holdout=2, candidates_per_tile=1)  # the default 64 + 16 take minutes here
+    original = coreml_w8a8.export_coreml_w8a8
+    monkeypatch.setattr(coreml_w8a8, "export_coreml_w8a8", lambda *a, **k: original(*a, **{**k, "recipe": small}))
+    out = tmp_path / "m.mlpackage"
+    result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "coreml", "--int8",
+                                         "--tile", str(TILE), "--budget-db", "0.5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((tmp_path / "m.json").read_text())
+    q = sidecar["quantization"]
+    assert sidecar["precision"] == "int8" and sidecar["coreml"]["activations"] == "8-bit (W8A8)"
+    assert q["library"] == "coremltools" and q["budget_db"] == 0.5 and q["met"] == (q["drop_db_mean"] <= 0.5)
+    assert q["kept_float"] == ["blur_map_head", "dft", "last_conv"] and np.isfinite(q["drop_db_worst"])
+    if platform.system() != "Darwin":
+        assert "needs macOS" in sidecar["parity"]["skipped"] and "parity not measured" in result.output
+    for graph, name in sidecar["graphs"].items():
+        spec = load_coreml_spec(tmp_path / name)
+        assert spec.WhichOneof("Type") == "mlProgram" and spec.specificationVersion >= 8, graph  # iOS17
+        ops = {op.type for f in spec.mlProgram.functions.values() for b in f.block_specializations.values()
+               for op in b.operations}
+        assert {"quantize", "dequantize"} <= ops and any(o.startswith("constexpr_") for o in ops), (graph, ops)
+        assert sidecar["coreml_w8a8"][graph]["activation_quantize_ops"] > 0
+    report = json.loads((tmp_path / "m.report.json").read_text())
+    assert set(report["graphs"]["encoder"]["kept_float"].values()) == {"blur_map_head"}
+    assert set(report["graphs"]["decoder_full"]["kept_float"].values()) == {"dft", "last_conv"}
+    final = report["final"]  # the W8A8 torch modules on the held-out tiles
+    for key in ("model", "split_full", "split_light"):
+        assert final[key]["nonfinite_outputs"] == 0 and final[key]["psnr_vs_fp32_db_min"] > 30.0, (key, final[key])
+    assert report["calibration"]["calibration_tiles"] == 4 and report["budget_db"] == 0.5
 
 
 @pytest.mark.macos

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from .fold import fold_model, split_graphs, example_inputs
-from .formats import ExportFormat, get_format, require_sdk, validate_request
+from .formats import ExportFormat, get_format, require_int8_sdk, require_sdk, validate_request
 from .sidecar import PARITY_PHOTOS, build_sidecar, parity_figures, parity_photos, write_sidecar
 from .torch2onnx import DEFAULT_OPSET
 
@@ -57,17 +57,40 @@ def _export_onnx_graphs(graphs, folded, paths: dict[str, Path], *, precision: st
         log(f"  {name}: {paths[name].name} ({time.perf_counter() - t0:.1f} s)")
 
 
-def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft, opset, log) -> dict:
-    """Write every graph for ``fmt``; returns extra sidecar fields."""
+def _export_int8(fmt_name: str, graphs, folded, paths: dict[str, Path], *, batch, opset: int, tau, calib: dict,
+                 report_for: Path, log: Callable[[str], None]) -> dict:
+    """INT8 graphs for onnx / tensorrt (Q/DQ ONNX at ``paths``) or openvino (NNCF IR at ``paths``): FP32 ONNX first
+    (a temporary folder), then ``calibrate.pipeline.quantize_for_export``. Returns its sidecar fields."""
+    from ..calibrate.pipeline import quantize_for_export
+
+    with tempfile.TemporaryDirectory(dir=paths["model"].parent) as tmp:
+        fp32_paths = get_format("onnx").artifact_paths(Path(tmp) / "m.onnx")
+        _export_onnx_graphs(graphs, folded, fp32_paths, precision="fp32", batch=batch, opset=opset, log=log)
+        return quantize_for_export(folded, fmt_name, fp32_onnx_paths=fp32_paths, out_paths=paths, tau=tau,
+                                   batch=batch, report_path=report_for, log=log, **calib)
+
+
+def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft, opset, log, tau=None,
+             calib: dict | None = None) -> dict:
+    """Write every graph for ``fmt``; returns extra sidecar fields. calib: ``quantize_for_export`` options (int8)."""
     extra: dict = {}
+    calib = calib or {}
     if fmt.name == "onnx":
-        _export_onnx_graphs(graphs, folded, paths, precision=precision, batch=batch, opset=opset, log=log)
+        if precision == "int8":
+            extra.update(_export_int8("onnx", graphs, folded, paths, batch=batch, opset=opset, tau=tau, calib=calib,
+                                      report_for=paths["model"], log=log))
+        else:
+            _export_onnx_graphs(graphs, folded, paths, precision=precision, batch=batch, opset=opset, log=log)
     elif fmt.name == "tensorrt":
         from .lint import check_onnx
         from .onnx2engine import batch_profile, build_engine, tensorrt_version
 
         onnx_paths = get_format("onnx").artifact_paths(paths["model"].with_suffix(".onnx"))
-        _export_onnx_graphs(graphs, folded, onnx_paths, precision=precision, batch=batch, opset=opset, log=log)
+        if precision == "int8":  # the Q/DQ ONNX beside the engine, checked for TensorRT (zero-points, lint)
+            extra.update(_export_int8("tensorrt", graphs, folded, onnx_paths, batch=batch, opset=opset, tau=tau,
+                                      calib=calib, report_for=paths["model"], log=log))
+        else:
+            _export_onnx_graphs(graphs, folded, onnx_paths, precision=precision, batch=batch, opset=opset, log=log)
         for p in onnx_paths.values():
             check_onnx(p, purpose="TensorRT")
         extra["onnx_graphs"] = {g: p.name for g, p in onnx_paths.items()}
@@ -88,6 +111,13 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
             info = compile_torch_tensorrt(graph, ex, paths[name], precision=precision, batch=batch)
             log(f"  {name}: {paths[name].name}")
         extra.update(torch_tensorrt_build=info, max_batch=batch_profile(batch)[2])
+    elif fmt.name == "coreml" and precision == "int8":  # W8A8: activations calibrated with coremltools on torch
+        from ..calibrate.coreml_w8a8 import export_coreml_w8a8
+
+        extra.update(export_coreml_w8a8(folded, graphs, paths, batch=int(batch), tau=tau, report_path=paths["model"],
+                                        log=log, **calib))
+        extra["coreml"] = {"minimum_deployment_target": "iOS17", "weights": "int8 linear symmetric per channel",
+                           "activations": "8-bit (W8A8)", "compute_precision": "fp16"}
     elif fmt.name == "coreml":
         from .torch2coreml import convert_coreml
 
@@ -97,12 +127,15 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
             info = convert_coreml(graph, ex, paths[name], input_names=graph.input_names,
                                   output_names=graph.output_names, precision=precision)
             log(f"  {name}: {paths[name].name} ({time.perf_counter() - t0:.1f} s)")
-        extra["coreml"] = {**info, "weights": "int8 linear symmetric" if precision == "int8" else precision,
-                           "compute_precision": "fp32" if precision == "fp32" else "fp16"}
+        extra["coreml"] = {**info, "weights": precision, "compute_precision": precision}
     elif fmt.name == "openvino":
         from .onnx2openvino import onnx_to_openvino, torch_to_openvino
 
-        if fft == "dft":  # via the DFT-free ONNX: OpenVINO's ONNX route measured faster than its torch route
+        if precision == "int8":  # NNCF's own OpenVINO path from the DFT-free ONNX (DESIGN.md; --fft dft checked)
+            extra.update(_export_int8("openvino", graphs, folded, paths, batch=batch, opset=opset, tau=tau,
+                                      calib=calib, report_for=paths["model"], log=log))
+            extra["source"] = "onnx"
+        elif fft == "dft":  # via the DFT-free ONNX: OpenVINO's ONNX route measured faster than its torch route
             with tempfile.TemporaryDirectory(dir=paths["model"].parent) as tmp:
                 onnx_paths = get_format("onnx").artifact_paths(Path(tmp) / "m.onnx")
                 _export_onnx_graphs(graphs, folded, onnx_paths, precision="fp32", batch=batch, opset=opset, log=log)
@@ -171,11 +204,22 @@ def measure_parity(session, refs: dict[str, np.ndarray], photos: np.ndarray, tau
     return parity
 
 
+def check_int8_request(fmt: ExportFormat, calib_data, budget_db: float) -> None:
+    """One-line ValueError, before any work, for a bad INT8 budget, a missing calibration folder or a missing
+    calibration library."""
+    from ..calibrate.pipeline import check_budget
+
+    check_budget(budget_db)
+    if calib_data is not None and not Path(calib_data).is_dir():
+        raise ValueError(f"--calib-data {calib_data}: no such directory")
+    require_int8_sdk(fmt)
+
+
 def export_model(
     model: nn.Module, *, target: str, output: str | os.PathLike, precision: str = "fp32", fft: str = "dft",
     batch: int | None = None, dynamic_batch: bool = False, tau: float | None = None, model_name: str | None = None,
     checkpoint: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET, check: bool = True,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None, calib_data: str | os.PathLike | None = None, budget_db: float = 0.1,
 ) -> dict:
     """Export a DRAMNet to ``target`` at ``output`` (plus its split graphs and ``.json`` sidecar); returns the sidecar.
 
@@ -184,6 +228,10 @@ def export_model(
     the whole-model graph and recorded as the default.
     check: re-load through the runtime backend and measure parity on photos (skipped, with the reason, where the
     backend cannot run here: CoreML off macOS).
+    calib_data, budget_db (int8): the calibration images (default: the embedded synthetic set) and the PSNR budget
+    (``dramnet_edge.calibrate``): on onnx / tensorrt / openvino the accuracy-bounded fallback reverts layer groups
+    until the held-out drop is within it; on coreml (W8A8, ``calibrate.coreml_w8a8``) the drop is measured in
+    torch and reported against it. The calibration report is written beside the artifact (NAME.report.json).
     """
     log = log or (lambda msg: None)
     output = Path(output)
@@ -192,6 +240,9 @@ def export_model(
         require_sdk(get_format("onnx"))
     if fmt.name != "tensorrt":  # tensorrt: write and lint the ONNX first, then say what is missing
         require_sdk(fmt)
+    calib = {"calib_data": calib_data, "budget_db": budget_db} if precision == "int8" else None
+    if calib is not None:
+        check_int8_request(fmt, calib_data, budget_db)
     if tau is not None and not 0.0 <= tau <= 1.0:
         raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
     # DESIGN.md: static tile, dynamic batch - the default wherever the format has one; --batch N makes it static.
@@ -205,7 +256,8 @@ def export_model(
     paths = fmt.artifact_paths(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     log(f"exporting {model_name} (tile {folded.tile}, {precision}, fft {fft}, batch {batch_value}) to {output}")
-    extra = _convert(fmt, graphs, folded, paths, precision=precision, batch=batch_value, fft=fft, opset=opset, log=log)
+    extra = _convert(fmt, graphs, folded, paths, precision=precision, batch=batch_value, fft=fft, opset=opset, log=log,
+                     tau=tau, calib=calib)
     uses_onnx = fmt.name in ("onnx", "tensorrt") or extra.get("source") == "onnx"
     extra["fold"] = folded.fold_info
     extra["size_bytes"] = {g: artifact_size(p) for g, p in paths.items()}

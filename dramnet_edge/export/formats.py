@@ -1,9 +1,9 @@
 """The one table of export formats: it drives the CLI's choices, flag validation, runtime lookup and bench.
 
 Look formats up by name (``get_format("onnx")``) or by an artifact's file name (``format_for_path``), never by
-position. Each row says which precisions the format accepts, which of them work today (INT8 calibration comes
-with the calibrate issue; CoreML's INT8 is 8-bit weight quantization and works now), which optional flags it
-takes, which pip extra and Python modules it needs, and which runtime backend loads it.
+position. Each row says which precisions the format accepts, which of them work today (INT8 for onnx / tensorrt /
+openvino is calibrated by ``dramnet_edge.calibrate``; CoreML's INT8 is W8A8 by coremltools' quantizer), which
+optional flags it takes, which pip extra and Python modules it needs, and which runtime backend loads it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: The pip extra that brings each calibration module (the rest come with the onnx extra).
+INT8_EXTRAS = {"nncf": "openvino"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class ExportFormat:
     fft_forms: accepted ``--fft`` values. dynamic_batch: whether ``--dynamic-batch`` is accepted.
     extra: the ``pip install "dramnet-edge[EXTRA]"`` that brings its SDK. modules: the SDK's import names.
     backend: the runtime backend name (``open_session``). sidecar_suffix: always ".json", same stem.
+    int8_modules: further import names ``--precision int8`` needs (its calibration library).
+    int8_fft_forms: the ``--fft`` values INT8 accepts when narrower than ``fft_forms`` (None: the same).
     """
 
     name: str
@@ -37,6 +41,8 @@ class ExportFormat:
     backend: str
     description: str
     pending: str = ""
+    int8_modules: tuple[str, ...] = ()
+    int8_fft_forms: tuple[str, ...] | None = None
 
     def artifact_paths(self, output: str | Path) -> dict[str, Path]:
         """Paths of the four graphs of one export: {"model": m.X, "encoder": m.encoder.X, ...}."""
@@ -50,10 +56,10 @@ class ExportFormat:
         output = Path(output)
         return output.with_name(output.name[: -len(self.suffix)] + ".json")
 
-    def missing_modules(self) -> list[str]:
-        """Import names of this format's SDK that cannot be imported here."""
+    def missing_modules(self, precision: str | None = None) -> list[str]:
+        """Import names of this format's SDK (and of ``precision``'s extra needs) that cannot be imported here."""
         missing = []
-        for mod in self.modules:
+        for mod in self.modules + (self.int8_modules if precision == "int8" else ()):
             try:
                 importlib.import_module(mod)
             except Exception:  # noqa: BLE001 - an SDK that fails to import (missing CUDA libs) is as good as absent
@@ -67,20 +73,21 @@ class ExportFormat:
         return f'pip install "dramnet-edge[{self.extra}]"{host}'
 
 
-_INT8_PENDING = "INT8 needs calibration (blur-stratified tiles, Q/DQ ONNX), which arrives with the calibrate issue"
-
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
         ExportFormat(
-            "onnx", ".onnx", PRECISIONS, ("fp32", "fp16"), ("dft", "native"), True, "onnx",
+            "onnx", ".onnx", PRECISIONS, PRECISIONS, ("dft", "native"), True, "onnx",
             ("onnx", "onnxscript", "onnxsim", "onnxruntime"), "onnxruntime",
-            "ONNX (dynamo exporter + onnxsim); FP16 = typed FP16 with FP32 islands", _INT8_PENDING,
+            "ONNX (dynamo exporter + onnxsim); FP16 = typed FP16 with FP32 islands; INT8 = calibrated Q/DQ "
+            "(symmetric, zero-point 0)",
+            int8_modules=("nncf",), int8_fft_forms=("dft",),
         ),
         ExportFormat(
-            "tensorrt", ".engine", PRECISIONS, ("fp32", "fp16"), ("dft",), True, "tensorrt",
+            "tensorrt", ".engine", PRECISIONS, PRECISIONS, ("dft",), True, "tensorrt",
             ("tensorrt",), "tensorrt",
-            "TensorRT engine from a linted DFT-free ONNX written beside it", _INT8_PENDING,
+            "TensorRT engine from a linted DFT-free ONNX written beside it (INT8: the calibrated Q/DQ ONNX)",
+            int8_modules=("onnx", "onnxscript", "onnxsim", "onnxruntime", "nncf"),
         ),
         ExportFormat(
             "torch-tensorrt", ".ep", ("fp32", "fp16"), ("fp32", "fp16"), ("dft",), True, None,
@@ -90,13 +97,14 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat(
             "coreml", ".mlpackage", PRECISIONS, PRECISIONS, ("dft",), False, "coreml",
             ("coremltools",), "coreml",
-            "CoreML ML program (iOS16/macOS13+); int8 = 8-bit linear weight quantization",
+            "CoreML ML program (iOS16/macOS13+); int8 = W8A8 (8-bit weights and calibrated activations, iOS17+)",
         ),
         ExportFormat(
-            "openvino", ".xml", PRECISIONS, ("fp32", "fp16"), ("dft", "native"), True, "openvino",
+            "openvino", ".xml", PRECISIONS, PRECISIONS, ("dft", "native"), True, "openvino",
             ("openvino",), "openvino",
-            "OpenVINO IR (.xml + .bin) from the folded torch model; fp16 = FP16-compressed weights",
-            "INT8 needs NNCF calibration, which arrives with the calibrate issue",
+            "OpenVINO IR (.xml + .bin) from the folded torch model; fp16 = FP16-compressed weights; "
+            "int8 = NNCF-calibrated IR from the DFT-free ONNX",
+            int8_modules=("onnx", "onnxscript", "onnxsim", "onnxruntime", "nncf"), int8_fft_forms=("dft",),
         ),
     )
 }
@@ -150,6 +158,9 @@ def validate_request(
         raise ValueError(f"output {str(output)!r} does not end in {fmt.suffix}, the suffix for --target {target}")
     if fft not in fmt.fft_forms:
         raise ValueError(f"--fft {fft} is not available for --target {target}; it accepts: {', '.join(fmt.fft_forms)}")
+    if precision == "int8" and fmt.int8_fft_forms is not None and fft not in fmt.int8_fft_forms:
+        raise ValueError(f"--fft {fft} is not available for --target {target} --precision int8 (calibrated on the "
+                         f"DFT-free ONNX); it accepts: {', '.join(fmt.int8_fft_forms)}")
     if batch is not None and dynamic_batch:
         raise ValueError(f"--batch {batch} and --dynamic-batch are exclusive: give a static batch or a dynamic one")
     if batch is not None and batch < 1:
@@ -168,3 +179,13 @@ def require_sdk(fmt: ExportFormat) -> None:
     if missing:
         raise ValueError(f"--target {fmt.name} needs {', '.join(missing)}, which is not installed here: "
                          f"{fmt.install_hint()}")
+
+
+def require_int8_sdk(fmt: ExportFormat) -> None:
+    """Raise a one-line error naming the extra to install when ``--precision int8``'s calibration library (beyond
+    the format's own SDK) cannot be imported."""
+    missing = [m for m in fmt.missing_modules("int8") if m not in fmt.modules]
+    if missing:
+        extras = sorted({INT8_EXTRAS.get(m, "onnx") for m in missing})
+        raise ValueError(f"--target {fmt.name} --precision int8 calibrates with {', '.join(missing)}, which is not "
+                         f"installed here: pip install \"dramnet-edge[{','.join(extras)}]\"")
