@@ -186,10 +186,12 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
 
 def _attach_commands() -> None:
     """Commands that live in their own modules (one per pipeline stage)."""
+    from .cli_bench import COMMANDS as BENCH_COMMANDS
+    from .cli_calibrate import calibrate
     from .cli_export import export
     from .cli_train import COMMANDS as TRAIN_COMMANDS
 
-    for command in (*TRAIN_COMMANDS, export):
+    for command in (*TRAIN_COMMANDS, export, calibrate, *BENCH_COMMANDS):
         main.add_command(command)
 
 
