@@ -1,0 +1,13 @@
+"""Suite-wide ordering.
+
+The training tests run first: a pytest process that has already loaded onnxruntime / openvino / nncf (the export,
+calibration and bench tests) segfaults in the training tests that follow them (seen in CI on a clean clone; the
+cause is not found, see the deploy issue's note). Run first, they pass; the order of the rest is unchanged.
+"""
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def first(item) -> int:
+        return 0 if item.nodeid.startswith("tests/test_train") or "/test_train" in item.nodeid else 1
+
+    items.sort(key=first)  # stable: keeps pytest's order inside each group
