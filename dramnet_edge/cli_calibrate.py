@@ -15,16 +15,8 @@ from .calibrate.quantize import CALIBRATION_METHODS, LIBRARIES
 
 DEFAULT_MODEL = "dramnet_tiny"
 
-
-def _validate_model(ctx, param, value):
-    if value is None:
-        return value
-    from .models import list_models
-
-    names = [n for n in list_models() if n.startswith("dramnet")]
-    if value not in names:
-        raise click.BadParameter(f"unknown or non-exportable model {value!r}; choose one of: {', '.join(names)}")
-    return value
+# One definition of which names --model accepts, shared with `export`.
+from .cli_export import _validate_model  # noqa: E402
 
 
 @click.command("calibrate")
