@@ -206,3 +206,45 @@ def test_vgg_perceptual_term_on_with_weights(tmp_path):
     r = rows(tmp_path / "r/metrics.csv")
     assert float(r[-1]["perc"]) > 0
     assert "perceptual loss ON" in (tmp_path / "r/train.log").read_text()
+
+
+def test_blurmap_stage_trains_only_the_cascade(tmp_path):
+    cfg = config_from_dict({
+        "model": {"name": "dramnet_tiny", "overrides": MICRO},
+        "data": {"crop": TILE, "batch_size": 2},
+        "optim": {"lr": 1e-2, "min_lr": 1e-5},
+        "loss": {"lambda_depth": 0.0},
+        "stages": [{"name": "blurmap", "iters": 3}],
+        "run": {"log_every": 1, "val_every": 100, "ckpt_every": 100, "threads": 1},
+    })
+    torch.manual_seed(cfg.run.seed)
+    init = {k: v.clone() for k, v in create_model("dramnet_tiny", **MICRO).state_dict().items()}
+    fit(cfg, tmp_path / "r", n=4)
+    after = read_state_dict(tmp_path / "r/model.safetensors")
+    changed = {k.split(".")[0] for k in init if not torch.equal(init[k], after[k])}
+    assert changed == {"blur_map"}  # weights and BatchNorm statistics of the cascade, nothing else
+    r = rows(tmp_path / "r/metrics.csv")
+    assert [row["stage_name"] for row in r] == ["blurmap"] * 3 and float(r[0]["blur"]) > 0
+
+
+def test_stage_synthetic_overrides_reach_the_engine(tmp_path):
+    from dramnet_edge.data.synthetic import SyntheticBlurDataset
+    from dramnet_edge.train.engine import stage_dataset
+
+    cfg = config_from_dict({
+        "data": {"crop": TILE, "synthetic": {"strength": 0.5, "sharp_fraction": 0.0}},
+        "stages": [{"name": "deblur", "iters": 1}, {"name": "blurmap", "iters": 1,
+                                                     "synthetic": {"sharp_fraction": 1.0, "partial_fraction": 0.0}}],
+    })
+    base = SyntheticBlurDataset("train", TILE, 4, config=None)
+    assert stage_dataset(cfg, cfg.stages[0], base) is base
+    ds = stage_dataset(cfg, cfg.stages[1], base)
+    assert ds.config.sharp_fraction == 1.0 and ds.config.strength == 0.5  # laid over data.synthetic
+    item = ds[0]
+    assert torch.equal(item["blurred"], item["sharp"])  # every sample unblurred
+    bogus = config_from_dict({"stages": [{"name": "blurmap", "iters": 1, "synthetic": {"bogus": 1}}]})
+    with pytest.raises(ValueError, match="bogus.*accepted"):
+        stage_dataset(bogus, bogus.stages[0], base)
+    with pytest.raises(ValueError, match="data.dataset"):
+        config_from_dict({"data": {"dataset": "paired", "root": "x"},
+                          "stages": [{"name": "blurmap", "iters": 1, "synthetic": {"sharp_fraction": 1.0}}]})

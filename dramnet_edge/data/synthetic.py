@@ -572,6 +572,7 @@ class SyntheticBlurDataset(Dataset):
             raise ValueError(f"length must be >= 1, got {length}")
         self.split = split
         self.crop = crop
+        self.crop_multiple = crop_multiple
         self.length = length
         self.seed = seed
         self.config = config or SyntheticBlurConfig()

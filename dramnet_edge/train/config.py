@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-DRAMNET_STAGES = ("depth", "deblur")
+DRAMNET_STAGES = ("depth", "deblur", "blurmap")
 AIBNET_STAGES = ("subdecoder",)
 STAGE_NAMES = DRAMNET_STAGES + AIBNET_STAGES
 DATASETS = ("synthetic", "paired")
@@ -108,13 +108,18 @@ class LossConfig:
 @dataclass
 class StageConfig:
     """One training stage. DRAMNet: ``depth`` (encoder + depth head, SILog) then ``deblur`` (depth head frozen,
-    composite loss). AIBNet: one ``subdecoder`` stage per sub-decoder (``sub_decoder`` defaults to its order)."""
+    composite loss); optionally ``blurmap`` (only the BME cascade, Eq. 8 alone, everything else frozen: teaches the
+    blur map and the early-exit gate "sharp" without moving the deblurring path). AIBNet: one ``subdecoder`` stage
+    per sub-decoder (``sub_decoder`` defaults to its order)."""
 
     name: str = "deblur"
     iters: int = 1000
     sub_decoder: int | None = None
     lr: float | None = None  # stage-specific peak lr (default optim.lr)
     min_lr: float | None = None
+    # Synthetic data only: SyntheticBlurConfig fields laid over data.synthetic for this stage's training
+    # samples (validation keeps data.synthetic + data.val_synthetic), e.g. {sharp_fraction: 0.2} for a blurmap stage.
+    synthetic: dict | None = None
 
 
 @dataclass
@@ -288,6 +293,9 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"stages.{i}.iters must be positive, got {st.iters}")
         if st.sub_decoder is not None and st.name != "subdecoder":
             raise ValueError(f"stages.{i}.sub_decoder is only for AIBNet 'subdecoder' stages (stage is {st.name!r})")
+        if st.synthetic is not None and cfg.data.dataset != "synthetic":
+            raise ValueError(f"stages.{i}.synthetic overrides the synthetic engine's settings, but data.dataset is "
+                             f"{cfg.data.dataset!r}; drop it or use data.dataset=synthetic")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

@@ -276,12 +276,27 @@ class TrainStep(nn.Module):
             image = m.forward_train(blurred, upto=self.sub_decoder)["image"]
             loss, terms = aibnet_loss(image, sharp, lc.charbonnier_eps, lc.edge_weight, lc.fft_weight)
             return loss, {k: v.detach() for k, v in terms.items()}, image.detach()
+        if self.kind == "blurmap":
+            # Only the BME cascade on the (frozen) stem: no ViT, no decoder, so a step costs a few percent of a
+            # deblur step.
+            from ..models.dram_blocks import laplacian_blur_target_pyramid
+
+            with torch.no_grad():
+                stem = m.stem.conv(m.normalize(blurred))
+                targets = laplacian_blur_target_pyramid(blurred.float(), sharp.float(), tile=m.blur_map.tile,
+                                                        levels=len(m.blur_map.blocks))
+            loss = blur_map_loss(m.blur_map(stem), targets)
+            return loss, {"blur": loss.detach()}, None
         if self.kind == "depth":
             pred = m.estimate_depth(m.normalize(blurred)).unsqueeze(1)
             loss = silog_loss(pred, depth, lam=lc.silog_lambda)
             return loss, {"silog": loss.detach()}, None
         # DRAMNet stage 2 (Eq. 4)
-        if lc.depth_source == "restored" and lc.lambda_depth > 0:
+        if lc.lambda_depth <= 0:  # no depth term: the depth head need not run
+            levels, blur_maps, _ = m.encode(blurred)
+            image = m.decode(blurred, levels, blur_maps[0])
+            d_pred = None
+        elif lc.depth_source == "restored":
             levels, blur_maps, _ = m.encode(blurred)
             image = m.decode(blurred, levels, blur_maps[0])
             d_pred = self._depth_of_restored(image)
@@ -318,6 +333,27 @@ class TrainStep(nn.Module):
         return m.depth_head(taps, (m.tile, m.tile))
 
 
+def stage_dataset(cfg: TrainConfig, stage: StageConfig, train_ds: Dataset) -> Dataset:
+    """The stage's training set: ``train_ds``, or with ``stage.synthetic`` set, the synthetic engine with those fields
+    laid over ``data.synthetic`` (same crop, length and seed, so a resumed stage sees the same samples)."""
+    if stage.synthetic is None:
+        return train_ds
+    from ..data.synthetic import SyntheticBlurConfig, SyntheticBlurDataset
+
+    base = train_ds.dataset if isinstance(train_ds, torch.utils.data.Subset) else train_ds
+    if not isinstance(base, SyntheticBlurDataset):
+        raise ValueError(f"stage {stage.name!r} sets synthetic overrides but the training data is "
+                         f"{type(base).__name__}, not the synthetic engine")
+    fields = {**cfg.data.synthetic, **stage.synthetic}
+    try:
+        config = SyntheticBlurConfig(**fields)
+    except TypeError as e:
+        accepted = ", ".join(f.name for f in dataclasses.fields(SyntheticBlurConfig))
+        raise ValueError(f"stage {stage.name!r} synthetic: {e}; accepted: {accepted}") from None
+    return SyntheticBlurDataset(split="train", crop=base.crop, length=base.length, seed=base.seed, config=config,
+                                crop_multiple=base.crop_multiple)
+
+
 def configure_stage(model: nn.Module, stage: StageConfig, family: str, sub_decoder: int | None,
                     lambda_blur: float = 1.0) -> None:
     """Set requires_grad (and train/eval of frozen parts) for a stage: exactly the parameters the stage's loss
@@ -330,6 +366,12 @@ def configure_stage(model: nn.Module, stage: StageConfig, family: str, sub_decod
     if stage.name == "depth":
         model.encoder.requires_grad_(True)
         model.depth_head.requires_grad_(True)
+    elif stage.name == "blurmap":
+        # Everything but the cascade is frozen and in eval mode; the cascade's BatchNorm statistics follow the
+        # stage's data (they are what the gate uses at inference).
+        model.eval()
+        model.blur_map.train()
+        model.blur_map.requires_grad_(True)
     else:
         model.requires_grad_(True)
         model.depth_head.requires_grad_(False)
@@ -720,6 +762,7 @@ class Trainer:
                  + f", {stage.iters} iterations, {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.3f} M "
                  f"trainable params" + (f", resuming at {start}" if start else ""))
 
+        train_ds = stage_dataset(cfg, stage, train_ds)
         sampler = StepBatchSampler(len(train_ds), cfg.data.batch_size, env.world_size, env.rank, cfg.data.seed,
                                    offset + start, offset + stage.iters)
         loader = DataLoader(SeededDataset(train_ds), batch_sampler=sampler, collate_fn=_collate,
