@@ -87,3 +87,21 @@ def test_exit_counts_from_gate_scores(ee):
     from dramnet_edge.bench.bench import ExitPolicy
 
     assert ee.exits(ExitPolicy(tau=0.5), [0.4, 0.6]) == 1 and ee.exits(ExitPolicy(tau_skip=0.1), [0.4, 0.6]) == 0
+
+
+def test_verdict_does_not_count_a_threshold_that_asks_no_gate(ee):
+    def run(policy, tau, tau_skip, speedup, delta, baseline=False):
+        return {"artifact": "dramnet_tiny", "baseline": baseline, "tau": tau, "tau_skip": tau_skip,
+                "policy_description": policy, "speedup": speedup, "speedup_cpu": speedup, "delta_psnr": delta,
+                "psnr": 30.0 + delta, "exit_fraction": 0.0 if baseline else 0.5, "psnr_vs_no_exit": 50.0}
+
+    result = {"settings": {"weights": "w"}, "input_psnr": 29.0}
+    base = run("no exit", None, None, 1.0, 0.0, baseline=True)
+    everything_light = run("light<1", 1.0, None, 1.6, 0.01)
+    lines = ee.verdict(result, [base, everything_light])
+    assert any("without asking the gate" in line for line in lines)
+    assert lines[-1].startswith("Target") and "NOT met" in lines[-1]
+    gated = run("skip<0.2, light<0.8", 0.8, 0.2, 1.55, -0.02)
+    assert "MET" in ee.verdict(result, [base, everything_light, gated])[-1]
+    too_lossy = run("light<0.9", 0.9, None, 1.7, -0.06)
+    assert "NOT met" in ee.verdict(result, [base, too_lossy])[-1]

@@ -74,7 +74,7 @@ def test_aibnet_stage_names_checked():
 
 
 @pytest.mark.parametrize("name", ["gopro", "realblur", "aibnet-s", "aibnet-b", "aibnet-l", "quickstart",
-                                  "embedded-default"])
+                                  "embedded-default", "embedded-default-mix", "embedded-default-gate"])
 def test_shipped_recipes_load(name):
     cfg = load_config(RECIPES / f"{name}.yaml")
     assert cfg.stages
@@ -84,6 +84,8 @@ def test_shipped_recipes_load(name):
         assert (cfg.optim.lr, cfg.optim.min_lr) == (3e-4, 1e-6)
         assert (cfg.loss.lambda_depth, cfg.loss.lambda_perc, cfg.loss.lambda_blur) == (0.3, 0.1, 0.2)
         assert cfg.data.batch_size * 4 == 32 and cfg.run.amp == "bf16"
+    if name == "embedded-default-gate":
+        assert [s.name for s in cfg.stages] == ["blurmap"] and cfg.stages[0].synthetic["sharp_fraction"] > 0
     if name.startswith("aibnet"):
         assert sum(s.iters for s in cfg.stages) == 400_000
         assert (cfg.optim.lr, cfg.optim.min_lr, cfg.data.crop) == (2e-4, 1e-7, 256)
