@@ -96,23 +96,9 @@ def info(model: str, tile: int, as_json: bool):
 def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None):
     """The model for a command: a weight file (its own recipe) or a registered name (the embedded default
     weights for dramnet_tiny when shipped, random init otherwise, with a warning)."""
-    from .models import create_model
-    from .models.checkpoint import load_model
-    from .weights import default_checkpoint
+    from .weights import resolve_model
 
-    if checkpoint:
-        net, meta = load_model(checkpoint)
-        if model and model != meta["model"]:
-            raise ValueError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
-        name = meta["model"]
-    else:
-        name = model or DEFAULT_MODEL
-        shipped = default_checkpoint(name)
-        if shipped is not None:
-            net, _ = load_model(shipped)
-        else:
-            click.echo(f"warning: no weights given or shipped for {name}; using random initialisation", err=True)
-            net = create_model(name)
+    net, name, _ = resolve_model(model, checkpoint, DEFAULT_MODEL, warn=lambda msg: click.echo(msg, err=True))
     if tau is not None:
         if not hasattr(net, "tau"):
             raise ValueError(f"--tau needs a model with a blur map (dramnet_*); {name} has none")

@@ -42,24 +42,11 @@ def retile(net, tile: int):
 
 def load_export_model(model: str | None, checkpoint: Path | None, tile: int, warn=None):
     """(model in eval mode at ``tile``, its registered name, the weight file used or None)."""
-    from .models import create_model
-    from .models.checkpoint import load_model
-    from .weights import default_checkpoint
+    from .weights import resolve_model
 
     warn = warn or (lambda msg: click.echo(msg, err=True))
-    if checkpoint is not None:
-        net, meta = load_model(checkpoint)
-        if model and model != meta["model"]:
-            raise ValueError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
-        name, source = meta["model"], checkpoint
-    else:
-        name = model or DEFAULT_MODEL
-        source = default_checkpoint(name)
-        if source is not None:
-            net, _ = load_model(source)
-        else:
-            warn(f"warning: no weights given or shipped for {name}; exporting a randomly initialised model")
-            return create_model(name, tile=tile).eval(), name, None
+    net, name, source = resolve_model(model, checkpoint, DEFAULT_MODEL, warn,
+                                      random_note="exporting a randomly initialised model", tile=tile)
     if not hasattr(net, "blur_map"):
         raise ValueError(f"export supports the DRAMNet models (dramnet_*); {name} is not one")
     if net.tile != tile:

@@ -1,9 +1,22 @@
-"""Suite-wide ordering.
+"""Suite-wide ordering, and the one-thread fixture.
 
 The training tests run first: a pytest process that has already loaded onnxruntime / openvino / nncf (the export,
 calibration and bench tests) segfaults in the training tests that follow them (seen in CI on a clean clone; the
 cause is not found, see the deploy issue's note). Run first, they pass; the order of the rest is unchanged.
 """
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): on 2 shared cores
+    OpenMP's spinning threads slowed contended runs of the export/bench tests down by up to ~100x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def pytest_collection_modifyitems(session, config, items):

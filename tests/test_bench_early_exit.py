@@ -20,12 +20,7 @@ def ee():
     return module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_random_init_run_writes_the_table_json_and_plot(ee, tmp_path, capsys, monkeypatch):

@@ -15,12 +15,7 @@ from dramnet_edge.bench import quickstart as qs
 from dramnet_edge.cli_bench import quickstart_command
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_quickstart_reports_a_failing_step_and_goes_on(tmp_path, monkeypatch):

@@ -20,12 +20,7 @@ from dramnet_edge.models.checkpoint import save_weights
 RUN_KEYS = {"artifact", "backend", "precision", "tau", "latency_ms_p50", "latency_ms_p90", "exit_fraction", "psnr"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------------- tau lists

@@ -11,12 +11,7 @@ from dramnet_edge.runtime.session import TorchSession
 from dramnet_edge.runtime.tiling import deblur_image
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: spinning OpenMP threads slow a contended machine down badly
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from dramnet_edge.models import create_model
 from dramnet_edge.models.dram_blocks import InverseRealFFT2, RealFFT2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 2 shared cores: OpenMP's spinning threads slow a contended machine down by ~100x; one thread is fastest.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def trained_like(model):

@@ -84,14 +84,14 @@ def test_sidecar_records_the_export(exported):
     assert s["tau"] is None and s["opset"] == 18 and s["batch"] == "dynamic"
     assert s["checkpoint"] == "tiny.safetensors" and s["checkpoint_sha256"] == file_sha256(exported.ckpt)
     assert s["graphs"] == {"model": "m.onnx", "encoder": "m.encoder.onnx", "decoder_full": "m.decoder_full.onnx",
-                           "decoder_light": "m.decoder_light.onnx"}
+                           "decoder_light": "m.decoder_light.onnx", "gate": "m.gate.onnx"}
     assert all((exported.dir / f).is_file() for f in s["graphs"].values())
     assert {"dramnet_edge", "torch", "onnx", "onnxruntime"} <= set(s["versions"])
     assert s["fold"] == {"fft": "dft", "batchnorm_folded": 8, "fft_replaced": 8}
     assert all(v > 0 for v in s["size_bytes"].values())
     p = s["parity"]
     assert p["ok"] and p["photos"] == ["astronaut", "coffee", "chelsea"]
-    for graph in ("model", "full", "light"):  # onnxruntime FP32: ~1e-6 here; the bar is 1e-4 / 50 dB
+    for graph in ("model", "full", "light", "gate"):  # onnxruntime FP32: ~1e-6 here; the bar is 1e-4 / 50 dB
         assert p[graph]["max_abs_diff"] <= 1e-4 and p[graph]["psnr_db_min"] >= 50 and p[graph]["nan_or_inf"] == 0
     assert "parity ok" in exported.output
 
@@ -102,11 +102,13 @@ def test_onnx_graphs_lint_clean_with_a_dynamic_batch(exported):
     for graph, name in exported.sidecar["graphs"].items():
         path = exported.dir / name
         assert lint_onnx(path) == [], graph
-        assert "DFT" not in op_counts(path) and "LayerNormalization" in op_counts(path) or graph == "encoder"
+        assert "DFT" not in op_counts(path) and "LayerNormalization" in op_counts(path) or graph in ("encoder", "gate")
         io = onnx_graph_io(path)
         assert io["batch"] == "dynamic"
         if graph.startswith("decoder"):
             assert io["inputs"] == ["x", "level0", "level1", "level2", "level3", "blur"] and io["outputs"] == ["image"]
+        if graph == "gate":
+            assert io["inputs"] == ["x"] and io["outputs"] == ["blur"]
 
 
 def test_onnxruntime_tiled_deblur_reproduces_torch(exported):
@@ -132,6 +134,33 @@ def test_onnxruntime_skip_and_light_paths_match_torch(exported):
     assert exited.all() and ref_exited.all()
     assert ort.path_counts == ref_session.path_counts == {"full": 0, "light": 2, "skip": 1}
     assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_the_gate_graph_spares_skipped_tiles_the_encoder(exported, monkeypatch):
+    photos = parity_photos(TILE)
+    ort = open_session("onnxruntime", artifact=str(exported.dir / "m.json"), threads=1, tau_skip=exported.tau)
+    assert ort.has_gate
+    calls = []
+    run_graph = ort.run_graph
+    monkeypatch.setattr(ort, "run_graph", lambda name, inputs: calls.append((name, len(inputs["x"]))) or
+                        run_graph(name, inputs))
+    out, exited = ort.infer(photos, None)
+    assert calls[0] == ("gate", 3) and ("encoder", 2) in calls  # the skipped tile never reaches the encoder
+    ref, ref_exited = TorchSession(exported.net, tau_skip=exported.tau).infer(photos, None)
+    np.testing.assert_array_equal(exited, ref_exited)
+    assert np.abs(out - ref).max() <= 1e-4
+    # an artifact exported before the gate graph existed: same decisions from the encoder's blur map
+    legacy = exported.dir.parent / "legacy"
+    legacy.mkdir(exist_ok=True)
+    sidecar = {**exported.sidecar, "graphs": {g: n for g, n in exported.sidecar["graphs"].items() if g != "gate"}}
+    for name in sidecar["graphs"].values():
+        shutil.copyfile(exported.dir / name, legacy / name)
+    (legacy / "m.json").write_text(json.dumps(sidecar))
+    old = open_session("onnxruntime", artifact=str(legacy / "m.json"), threads=1, tau_skip=exported.tau)
+    assert not old.has_gate
+    out_old, exited_old = old.infer(photos, None)
+    np.testing.assert_array_equal(exited_old, ref_exited)
+    assert np.abs(out_old - ref).max() <= 1e-4
 
 
 def test_fp16_onnx_keeps_fp32_islands_and_40db(exported, tmp_path):

@@ -248,3 +248,20 @@ def test_stage_synthetic_overrides_reach_the_engine(tmp_path):
     with pytest.raises(ValueError, match="data.dataset"):
         config_from_dict({"data": {"dataset": "paired", "root": "x"},
                           "stages": [{"name": "blurmap", "iters": 1, "synthetic": {"sharp_fraction": 1.0}}]})
+
+
+def test_deblur_without_blur_term_freezes_the_cascade_and_its_statistics(tmp_path):
+    cfg = config_from_dict({
+        "model": {"name": "dramnet_tiny", "overrides": MICRO},
+        "data": {"crop": TILE, "batch_size": 2},
+        "optim": {"lr": 1e-2, "min_lr": 1e-5},
+        "loss": {"lambda_depth": 0.0, "lambda_blur": 0.0},
+        "stages": [{"name": "deblur", "iters": 3}],
+        "run": {"log_every": 1, "val_every": 2, "ckpt_every": 100, "threads": 1},
+    })
+    torch.manual_seed(cfg.run.seed)
+    init = {k: v.clone() for k, v in create_model("dramnet_tiny", **MICRO).state_dict().items()}
+    fit(cfg, tmp_path / "r", n=4)  # a validation at step 2 must not put the cascade back in train mode
+    after = read_state_dict(tmp_path / "r/model.safetensors")
+    changed = {k.split(".")[0] for k in init if not torch.equal(init[k], after[k])}
+    assert "blur_map" not in changed and "decoder" in changed

@@ -366,7 +366,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     enc_calib, enc_hold = encode(calib_x), encode(hold_x)
 
     def feeds(graph: str, x: np.ndarray, enc: list[np.ndarray]) -> list[np.ndarray]:
-        return [x] if graph in ("model", "encoder") else [x, *enc]
+        return [x] if graph in ("model", "encoder", "gate") else [x, *enc]
 
     info, finalized = {}, {}
     for name, graph in graphs.items():

@@ -7,6 +7,7 @@ sidecar, re-load the artifact through its runtime backend and measure parity aga
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -63,11 +64,25 @@ def _export_int8(fmt_name: str, graphs, folded, paths: dict[str, Path], *, batch
     (a temporary folder), then ``calibrate.pipeline.quantize_for_export``. Returns its sidecar fields."""
     from ..calibrate.pipeline import quantize_for_export
 
+    from ..calibrate.pipeline import GRAPHS
+
     with tempfile.TemporaryDirectory(dir=paths["model"].parent) as tmp:
         fp32_paths = get_format("onnx").artifact_paths(Path(tmp) / "m.onnx")
         _export_onnx_graphs(graphs, folded, fp32_paths, precision="fp32", batch=batch, opset=opset, log=log)
-        return quantize_for_export(folded, fmt_name, fp32_onnx_paths=fp32_paths, out_paths=paths, tau=tau,
-                                   batch=batch, report_path=report_for, log=log, **calib)
+        extra = quantize_for_export(folded, fmt_name, fp32_onnx_paths=fp32_paths,
+                                    out_paths={g: p for g, p in paths.items() if g in GRAPHS}, tau=tau,
+                                    batch=batch, report_path=report_for, log=log, **calib)
+        # The skip gate (stem + first BME block, a few percent of a tile's work) stays FP32: the blur-map head is
+        # one of the layers calibration keeps in float anyway, and its scores decide which tiles run at all.
+        for g in (g for g in paths if g not in GRAPHS):
+            if fmt_name == "openvino":
+                from .onnx2openvino import onnx_to_openvino
+
+                onnx_to_openvino(fp32_paths[g], paths[g], precision="fp32", batch=batch)
+            else:
+                shutil.copyfile(fp32_paths[g], paths[g])
+            log(f"  {g}: {paths[g].name} (fp32)")
+        return extra
 
 
 def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft, opset, log, tau=None,
@@ -165,7 +180,8 @@ def parity_references(model: nn.Module, photos: np.ndarray, tau: float | None) -
         x = torch.from_numpy(photos)
         levels, blur_maps, _ = model.encode(x)
         light = model.decode(x, levels, blur_maps[0], True).float().numpy()
-    refs = {"full": full, "light": light, "model": full}
+        gate = model.gate(x).float().numpy()
+    refs = {"full": full, "light": light, "model": full, "gate": gate}
     if tau is not None:
         refs["model"], refs["exited"] = session.infer(photos, tau)
     return refs
@@ -195,11 +211,15 @@ def measure_parity(session, refs: dict[str, np.ndarray], photos: np.ndarray, tau
         "light": parity_figures(refs["light"], out_light),
         "min_db": PARITY_MIN_DB[precision],
     }
+    checked = ["model", "full", "light"]
+    if getattr(session, "has_gate", False) and "gate" in refs:  # the skip gate's blur scores vs DRAMNet.gate
+        parity["gate"] = parity_figures(refs["gate"], session.run_graph("gate", {"x": photos})[0])
+        checked.append("gate")
     if tau is not None:
         _, exited = session.infer(photos, tau)
         parity["exits_match"] = bool((exited == refs["exited"]).all())
-    worst = min(parity[g]["psnr_db_min"] for g in ("model", "full", "light"))
-    nonfinite = sum(parity[g]["nan_or_inf"] for g in ("model", "full", "light"))
+    worst = min(parity[g]["psnr_db_min"] for g in checked)
+    nonfinite = sum(parity[g]["nan_or_inf"] for g in checked)
     parity["ok"] = bool(nonfinite == 0 and worst >= PARITY_MIN_DB[precision] and parity.get("exits_match", True))
     return parity
 

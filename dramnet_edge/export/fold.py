@@ -28,7 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..models.dram_blocks import InverseRealFFT2, RealFFT2
 
 FFT_FORMS = ("native", "dft")
-GRAPH_NAMES = ("model", "encoder", "decoder_full", "decoder_light")
+GRAPH_NAMES = ("model", "encoder", "decoder_full", "decoder_light", "gate")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,6 +241,22 @@ class EncoderPart(nn.Module):
         return (*levels, blur_maps[0])
 
 
+class GatePart(nn.Module):
+    """x (B, 3, T, T) in [0, 1] -> blur (B, 1, T/14, T/14): the skip exit's gate alone (stem convs + first BME
+    block, ``DRAMNet.gate``), equal to the encoder's ``blur`` output. A runtime scores every tile with it and runs
+    the encoder only for the tiles it does not skip."""
+
+    input_names = ("x",)
+    output_names = ("blur",)
+
+    def __init__(self, folded: nn.Module):
+        super().__init__()
+        self.net = folded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.gate(x)
+
+
 class _Decoder(nn.Module):
     light = False
     input_names = ("x", "level0", "level1", "level2", "level3", "blur")
@@ -294,13 +310,14 @@ class WholeModel(nn.Module):
 
 
 def split_graphs(folded: nn.Module, tau: float | None = None) -> dict[str, nn.Module]:
-    """The four exportable graphs of a folded model, by name (``GRAPH_NAMES``): model, encoder, decoder_full,
-    decoder_light. They share the folded model's parameters."""
+    """The exportable graphs of a folded model, by name (``GRAPH_NAMES``): model, encoder, decoder_full,
+    decoder_light, gate. They share the folded model's parameters."""
     return {
         "model": WholeModel(folded, tau).eval(),
         "encoder": EncoderPart(folded).eval(),
         "decoder_full": FullDecoder(folded).eval(),
         "decoder_light": LightDecoder(folded).eval(),
+        "gate": GatePart(folded).eval(),
     }
 
 

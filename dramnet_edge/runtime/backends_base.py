@@ -1,7 +1,8 @@
 """Shared part of the artifact backends: load the split graphs named by an export's sidecar and run the early exit.
 
-``infer(tiles, tau)``: the encoder graph runs once for the batch; tiles whose max blur score is below tau go through
-the light decoder graph, the others through the full one, each as its own sub-batch. Static-batch artifacts
+``infer(tiles, tau)``: with a skip threshold, the gate graph scores the batch first and skipped tiles are returned
+unchanged; the encoder graph runs once for the rest; tiles whose max blur score is below tau go through the light
+decoder graph, the others through the full one, each as its own sub-batch. Static-batch artifacts
 (``--batch N``) get every sub-batch cut into chunks of N, the last one padded by repeating its final tile, and the
 padding dropped; dynamic-batch engines with a profile maximum are cut into chunks of that maximum.
 A backend subclass only says how to load one graph file and run it on exact-size numpy inputs.
@@ -88,29 +89,48 @@ class ArtifactSession:
             pieces.append([np.asarray(o, dtype=np.float32)[:m] for o in self._run(handle, part)])
         return [np.concatenate(outs) for outs in zip(*pieces)]
 
+    @property
+    def has_gate(self) -> bool:
+        """True when the artifact ships the skip gate as its own graph (exports since the gate graph was added)."""
+        return "gate" in self._files and self._files["gate"].exists()
+
     def infer(self, tiles: np.ndarray, tau: float | None) -> tuple[np.ndarray, np.ndarray]:
         """tiles (N, 3, T, T) float32 in [0, 1] -> (restored (N, 3, T, T) float32, exited (N,) bool).
 
         Paths as ``TorchSession``: max blur score < ``tau_skip`` -> returned unchanged; < tau -> light decoder;
-        else full decoder; ``exited`` is True for the first two. The encoder graph still runs for skipped tiles
-        (the exported encoder is one graph; a separate gate graph would be needed to save its work).
+        else full decoder; ``exited`` is True for the first two. With ``tau_skip`` set and a gate graph in the
+        artifact, the gate scores every tile first and the encoder runs only for the tiles not skipped; an older
+        artifact without the gate graph runs the encoder for every tile (same results, no saving on skipped tiles).
         """
         tiles = np.ascontiguousarray(tiles, dtype=np.float32)
         if tiles.ndim != 4 or tiles.shape[1:] != (3, self.tile, self.tile):
             raise ValueError(f"expected (N, 3, {self.tile}, {self.tile}) tiles, got {tiles.shape}")
-        level0, level1, level2, level3, blur = self.run_graph("encoder", {"x": tiles})
-        features = {"x": tiles, "level0": level0, "level1": level1, "level2": level2, "level3": level3, "blur": blur}
-        score = blur.reshape(len(tiles), -1).max(axis=1)
-        light = np.zeros(len(tiles), dtype=bool) if tau is None else score < tau
-        skip = np.zeros(len(tiles), dtype=bool) if self.tau_skip is None else score < self.tau_skip
+        n = len(tiles)
         out = tiles.copy()
-        for path, graph in ((~light & ~skip, "decoder_full"), (light & ~skip, "decoder_light")):
-            idx = np.flatnonzero(path)
-            if idx.size == 0:
-                continue
-            sub = {k: v if idx.size == len(tiles) else v[idx] for k, v in features.items()}
-            out[idx] = self.run_graph(graph, sub)[0]
+        skip = np.zeros(n, dtype=bool)
+        if self.tau_skip is not None and self.has_gate:
+            gate = self.run_graph("gate", {"x": tiles})[0]
+            skip = gate.reshape(n, -1).max(axis=1) < self.tau_skip
+        light = np.zeros(n, dtype=bool)
+        run = np.flatnonzero(~skip)
+        if run.size:
+            sub_tiles = tiles if run.size == n else tiles[run]
+            level0, level1, level2, level3, blur = self.run_graph("encoder", {"x": sub_tiles})
+            features = {"x": sub_tiles, "level0": level0, "level1": level1, "level2": level2, "level3": level3,
+                        "blur": blur}
+            score = blur.reshape(run.size, -1).max(axis=1)
+            if self.tau_skip is not None and not self.has_gate:
+                skip[run] = score < self.tau_skip
+            sub_light = np.zeros(run.size, dtype=bool) if tau is None else score < tau
+            sub_skip = skip[run]
+            light[run] = sub_light & ~sub_skip
+            for path, graph in ((~sub_light & ~sub_skip, "decoder_full"), (sub_light & ~sub_skip, "decoder_light")):
+                idx = np.flatnonzero(path)
+                if idx.size == 0:
+                    continue
+                sub = {k: v if idx.size == run.size else v[idx] for k, v in features.items()}
+                out[run[idx]] = self.run_graph(graph, sub)[0]
         self.path_counts["skip"] += int(skip.sum())
-        self.path_counts["light"] += int((light & ~skip).sum())
+        self.path_counts["light"] += int(light.sum())
         self.path_counts["full"] += int((~light & ~skip).sum())
         return out, light | skip

@@ -367,17 +367,26 @@ def configure_stage(model: nn.Module, stage: StageConfig, family: str, sub_decod
         model.encoder.requires_grad_(True)
         model.depth_head.requires_grad_(True)
     elif stage.name == "blurmap":
-        # Everything but the cascade is frozen and in eval mode; the cascade's BatchNorm statistics follow the
-        # stage's data (they are what the gate uses at inference).
-        model.eval()
-        model.blur_map.train()
         model.blur_map.requires_grad_(True)
     else:
         model.requires_grad_(True)
         model.depth_head.requires_grad_(False)
-        model.depth_head.eval()
         if lambda_blur <= 0:  # the decoder reads the blur map detached: only L_blur trains the BME cascade
             model.blur_map.requires_grad_(False)
+    set_stage_modes(model, stage, lambda_blur)
+
+
+def set_stage_modes(model: nn.Module, stage: StageConfig, lambda_blur: float) -> None:
+    """train/eval mode of a DRAMNet's parts for a stage: frozen parts that hold BatchNorm statistics stay in eval mode,
+    so "frozen" also freezes their running statistics (the BME cascade's are what the early-exit gate uses)."""
+    model.train()
+    if stage.name == "blurmap":  # only the cascade trains; its statistics follow the stage's data
+        model.eval()
+        model.blur_map.train()
+    elif stage.name != "depth":
+        model.depth_head.eval()
+        if lambda_blur <= 0:
+            model.blur_map.eval()
 
 
 def _stage_sub_decoders(cfg: TrainConfig) -> list[int | None]:
@@ -884,8 +893,8 @@ class Trainer:
             with amp_ctx:
                 result = evaluate_pairs(self._val_forward(stage.name, sub_decoder), val_loader, env.device)
             model.train(was_training)
-            if stage.name == "deblur":
-                model.depth_head.eval()
+            if self.family == "dramnet" and was_training:
+                set_stage_modes(model, stage, self.cfg.loss.lambda_blur)
             state["val"] = {**result, "step": state["step"], "stage": si}
             self._vw.writerow({"step": state["step"], "stage": si, "stage_name": stage.name,
                                **{k: f"{v:.4f}" for k, v in result.items() if k != "num_images"}})

@@ -11,3 +11,28 @@ def default_checkpoint(model: str) -> Path | None:
     """The shipped weight file for ``model`` (``<model>.safetensors`` beside this file), or None."""
     path = WEIGHTS_DIR / f"{model}.safetensors"
     return path if path.is_file() else None
+
+
+def resolve_model(model: str | None, checkpoint, default_model: str, warn, random_note: str = "using random initialisation",
+                  **random_overrides):
+    """The model a command runs, as (net in eval mode, registered name, weight file or None).
+
+    A weight file names its own model (``model``, when given, must agree); otherwise the shipped weights of
+    ``model`` (default ``default_model``); otherwise a random initialisation built with ``random_overrides``, after
+    ``warn("warning: no weights given or shipped for NAME; " + random_note)``.
+    """
+    from ..models import create_model
+    from ..models.checkpoint import load_model
+
+    if checkpoint:
+        net, meta = load_model(checkpoint)
+        if model and model != meta["model"]:
+            raise ValueError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
+        return net.eval(), meta["model"], Path(checkpoint)
+    name = model or default_model
+    source = default_checkpoint(name)
+    if source is not None:
+        net, _ = load_model(source)
+        return net.eval(), name, source
+    warn(f"warning: no weights given or shipped for {name}; {random_note}")
+    return create_model(name, **random_overrides).eval(), name, None
