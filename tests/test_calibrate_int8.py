@@ -64,8 +64,15 @@ def _arrays(model):
     return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
 
 
+def test_the_gate_graph_stays_fp32_beside_the_int8_graphs(run):
+    assert run.paths["gate"].is_file()
+    assert not quantized_nodes(load_onnx(run.paths["gate"]))
+    sidecar = json.loads(get_format("onnx").sidecar_path(run.out).read_text())
+    assert sidecar["graphs"]["gate"] == run.paths["gate"].name
+
+
 def test_qdq_is_symmetric_int8_per_channel_with_zero_points_zero(run):
-    for g, path in run.paths.items():
+    for g, path in ((g, p) for g, p in run.paths.items() if g != "gate"):  # the gate stays FP32 (test above)
         model = load_onnx(path)
         consts = _arrays(model)
         producer = {o: n for n in model.graph.node for o in n.output}
@@ -293,9 +300,9 @@ def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0], result.output
     paths = get_format("onnx").artifact_paths(out.with_suffix(".onnx"))
-    for p in paths.values():
+    for g, p in paths.items():
         check_qdq_for_tensorrt(p)
-        assert lint_onnx(p) == [] and quantized_nodes(load_onnx(p))
+        assert lint_onnx(p) == [] and (g == "gate" or quantized_nodes(load_onnx(p)))
     report = json.loads((tmp_path / "trt" / "m.report.json").read_text())
     assert report["settings"]["library"] == "ort" and report["source"] == "export --target tensorrt --precision int8"
     assert not out.exists()
@@ -332,5 +339,5 @@ def test_export_int8_onnx_through_the_cli_with_calib_data_and_budget(run, tmp_pa
     assert report["budget_db"] == 1.0 and 0.1 < fb["initial"]["drop_db_mean"] <= 1.0
     assert fb["met"] and fb["reverted"] == [] and report["final"]["model"]["drop_db_mean"] <= 1.0
     assert report["final"]["model"]["worst_tile"].split("@")[0] in ("rocket.png", "immunohistochemistry.png")
-    for p in get_format("onnx").artifact_paths(out).values():
-        assert inspect_qdq(p)["problems"] == [] and quantized_nodes(load_onnx(p))
+    for g, p in get_format("onnx").artifact_paths(out).items():
+        assert inspect_qdq(p)["problems"] == [] and (g == "gate" or quantized_nodes(load_onnx(p)))

@@ -37,8 +37,9 @@ def test_split_graph_and_sidecar_names():
     paths = get_format("onnx").artifact_paths("out/m.onnx")
     assert {k: v.name for k, v in paths.items()} == {
         "model": "m.onnx", "encoder": "m.encoder.onnx", "decoder_full": "m.decoder_full.onnx",
-        "decoder_light": "m.decoder_light.onnx"}
+        "decoder_light": "m.decoder_light.onnx", "gate": "m.gate.onnx"}
     assert sidecar_path("out/m.engine").name == "m.json"
+    assert sidecar_path("out/m.gate.onnx").name == "m.json"
     assert sidecar_path("out/m.decoder_light.xml").name == "m.json"
     assert get_format("coreml").sidecar_path("x/net.v2.mlpackage").name == "net.v2.json"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ def check_budget(budget_db: float) -> float:
 
 def export_fp32_graphs(model, folder: str | os.PathLike, *, tau: float | None = None, dynamic_batch: bool = True,
                        fft: str = "dft", log: Callable[[str], None] | None = None) -> tuple[dict[str, Path], object]:
-    """Fold ``model`` and export its four graphs as FP32 ONNX into ``folder`` (``m.onnx``, ``m.encoder.onnx``, ...).
+    """Fold ``model`` and export its graphs as FP32 ONNX into ``folder`` (``m.onnx``, ``m.encoder.onnx``, ...).
     Returns (paths by graph name, the folded module)."""
     from ..export.fold import example_inputs, fold_model, split_graphs
     from ..export.formats import get_format
@@ -351,9 +352,17 @@ def calibrate(
             checkpoint_name = checkpoint_sha = None
             source = "torch model"
         report = calibrate_onnx_graphs(
-            fp32_paths, out_paths, tile=tile, tau=tau, recipe=recipe, settings=settings, budget_db=budget_db,
-            worst_budget_db=worst_budget_db, max_evals=max_evals, calib_data=calib_data, aliases=aliases,
-            threads=threads, log=log)
+            fp32_paths, {g: p for g, p in out_paths.items() if g in GRAPHS}, tile=tile, tau=tau, recipe=recipe,
+            settings=settings, budget_db=budget_db, worst_budget_db=worst_budget_db, max_evals=max_evals,
+            calib_data=calib_data, aliases=aliases, threads=threads, log=log)
+        # The skip gate stays FP32 (a few percent of a tile's work; its blur-map head is kept float anyway). An FP32
+        # export from before the gate graph existed has none: the INT8 artifact then has none either.
+        for g in [g for g in out_paths if g not in GRAPHS]:
+            if g in fp32_paths and Path(fp32_paths[g]).is_file():
+                shutil.copyfile(fp32_paths[g], out_paths[g])
+                log(f"  {g}: {out_paths[g].name} (fp32)")
+            else:
+                del out_paths[g]
         sidecar = build_sidecar(
             target="onnx", backend="onnxruntime", model_name=model_name or type(model).__name__,
             checkpoint=checkpoint, tile=tile, precision="int8", fft=fft, tau=tau, batch=batch,

@@ -45,7 +45,7 @@ class ExportFormat:
     int8_fft_forms: tuple[str, ...] | None = None
 
     def artifact_paths(self, output: str | Path) -> dict[str, Path]:
-        """Paths of the four graphs of one export: {"model": m.X, "encoder": m.encoder.X, ...}."""
+        """Paths of the graphs of one export (``fold.GRAPH_NAMES``): {"model": m.X, "encoder": m.encoder.X, ...}."""
         from .fold import GRAPH_NAMES
 
         output = Path(output)

@@ -93,12 +93,13 @@ def parity_figures(reference: np.ndarray, output: np.ndarray, names: tuple[str, 
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:
     """``m.onnx`` -> ``m.json``; ``m.mlpackage`` -> ``m.json``; split graphs (``m.encoder.onnx``) -> ``m.json``."""
+    from .fold import GRAPH_NAMES
     from .formats import format_for_path
 
     artifact = Path(artifact)
     fmt = format_for_path(artifact)
     stem = artifact.name[: -len(fmt.suffix)]
-    for graph in ("encoder", "decoder_full", "decoder_light"):
+    for graph in (g for g in GRAPH_NAMES if g != "model"):
         if stem.endswith("." + graph):
             stem = stem[: -len(graph) - 1]
     return artifact.with_name(stem + ".json")
