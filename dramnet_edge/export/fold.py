@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..models.dram_blocks import InverseRealFFT2, RealFFT2
+from ..models.dram_blocks import InverseRealFFT2, RealFFT2, capturing_graph
 
 FFT_FORMS = ("native", "dft")
 GRAPH_NAMES = ("model", "encoder", "decoder_full", "decoder_light", "gate")
@@ -115,7 +115,7 @@ class DFTInverseRealFFT2(nn.Module):
         self.register_buffer("dft_row", row.float(), persistent=False)
 
     def forward(self, spectrum: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        if tuple(size) != self.size:
+        if not capturing_graph() and tuple(size) != self.size:
             raise ValueError(f"this DFT inverse was folded for {self.size}, got size {tuple(size)}")
         h = self.size[0]
         c = spectrum.shape[1] // 2

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .dram_blocks import capturing_graph
+
 LAYER_NORM_EPS = 1e-6  # DINOv2's value; nn.LayerNorm's default 1e-5 would change every output
 
 
@@ -141,7 +143,7 @@ class DinoV2Encoder(nn.Module):
         each tapped block's patch tokens (class token dropped), as DINOv2's ``get_intermediate_layers(norm=True)``.
         """
         expected = (self.grid[0] * self.patch_size, self.grid[1] * self.patch_size)
-        if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != expected:
+        if not capturing_graph() and (x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != expected):
             raise ValueError(
                 f"input of shape {tuple(x.shape)} does not match the encoder's fixed token grid {self.grid}: "
                 f"expected (B, 3, {expected[0]}, {expected[1]})"
