@@ -115,7 +115,8 @@ def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, 
       dramnet-edge export --profile export/jetson-orin-int8.yaml -o dramnet.engine   (on the Jetson)
     Besides OUTPUT it writes the split graphs the runtime dispatches the early exit with (NAME.encoder.X,
     NAME.decoder_full.X, NAME.decoder_light.X, and NAME.gate.X, the skip gate that lets skipped tiles bypass the
-    encoder; FP32 even in INT8 exports) and NAME.json (model, checkpoint hash, tile, precision, versions, parity). Load it with `dramnet-edge deblur --backend BACKEND --artifact OUTPUT`.
+    encoder; FP32 even in INT8 exports) and NAME.json (model, checkpoint hash, tile, precision, versions, parity).
+    Load it with `dramnet-edge deblur --backend BACKEND --artifact OUTPUT`.
     \b
     INT8 is calibrated on blur-stratified tiles (--calib-data, else the embedded synthetic set) and writes
     NAME.report.json: onnx and tensorrt get a symmetric Q/DQ ONNX (zero-point 0; TensorRT builds its engines from

@@ -136,7 +136,8 @@ class GraphLayers:
         return [n for n, k in self.sensitive.items() if k in kinds]
 
 
-def _constant_arrays(model) -> dict[str, np.ndarray]:
+def constant_arrays(model) -> dict[str, np.ndarray]:
+    """Every initializer and ``Constant`` node output of an ONNX model, by tensor name, as numpy arrays."""
     from onnx import numpy_helper
 
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -165,7 +166,7 @@ def _is_fixed_transform(array: np.ndarray) -> bool:
 def analyse_graph(model, aliases: dict[str, str] | None = None) -> GraphLayers:
     """Layer groups and sensitive nodes of an ONNX ModelProto (see module docstring)."""
     graph = model.graph
-    consts = _constant_arrays(model)
+    consts = constant_arrays(model)
     init_names = {i.name for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
     consumers: dict[str, list] = {}

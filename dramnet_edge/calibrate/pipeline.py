@@ -278,6 +278,27 @@ def report_paths(output: str | os.PathLike) -> tuple[Path, Path]:
     return output.with_name(stem + ".report.json"), output.with_name(stem + ".report.md")
 
 
+def write_unquantized_graphs(fp32_paths: dict[str, Path], out_paths: dict[str, Path], *, openvino: bool = False,
+                             batch=None, log: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Write the graphs of ``out_paths`` that calibration does not quantize (the skip gate: a few percent of a tile's
+    work, its blur-map head kept float anyway) in FP32 from ``fp32_paths``: copied, or converted to an FP32 IR for
+    OpenVINO. Returns ``out_paths`` without the ones the FP32 export lacks (exports from before the gate graph)."""
+    log = log or (lambda msg: None)
+    written = {g: p for g, p in out_paths.items() if g in GRAPHS}
+    for g in (g for g in out_paths if g not in GRAPHS):
+        if g not in fp32_paths or not Path(fp32_paths[g]).is_file():
+            continue
+        if openvino:
+            from ..export.onnx2openvino import onnx_to_openvino
+
+            onnx_to_openvino(fp32_paths[g], out_paths[g], precision="fp32", batch=batch)
+        else:
+            shutil.copyfile(fp32_paths[g], out_paths[g])
+        written[g] = out_paths[g]
+        log(f"  {g}: {out_paths[g].name} (fp32)")
+    return written
+
+
 def _onnx_export_info(onnx_path: Path) -> tuple[dict, dict[str, Path]]:
     """(FP32 sidecar, graph paths) of an existing ``--target onnx`` FP32 export."""
     from ..export.sidecar import read_sidecar
@@ -355,14 +376,7 @@ def calibrate(
             fp32_paths, {g: p for g, p in out_paths.items() if g in GRAPHS}, tile=tile, tau=tau, recipe=recipe,
             settings=settings, budget_db=budget_db, worst_budget_db=worst_budget_db, max_evals=max_evals,
             calib_data=calib_data, aliases=aliases, threads=threads, log=log)
-        # The skip gate stays FP32 (a few percent of a tile's work; its blur-map head is kept float anyway). An FP32
-        # export from before the gate graph existed has none: the INT8 artifact then has none either.
-        for g in [g for g in out_paths if g not in GRAPHS]:
-            if g in fp32_paths and Path(fp32_paths[g]).is_file():
-                shutil.copyfile(fp32_paths[g], out_paths[g])
-                log(f"  {g}: {out_paths[g].name} (fp32)")
-            else:
-                del out_paths[g]
+        out_paths = write_unquantized_graphs(fp32_paths, out_paths, log=log)
         sidecar = build_sidecar(
             target="onnx", backend="onnxruntime", model_name=model_name or type(model).__name__,
             checkpoint=checkpoint, tile=tile, precision="int8", fft=fft, tau=tau, batch=batch,

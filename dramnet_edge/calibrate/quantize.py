@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import QUANTIZED_OP_TYPES
+from .graph import QUANTIZED_OP_TYPES, constant_arrays
 
 LIBRARIES = ("ort", "nncf")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -243,22 +243,10 @@ def signed_activations(model):
 # ----------------------------------------------------------------------------------------------- inspection
 
 
-def _initializer_arrays(model) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    arrays[node.output[0]] = numpy_helper.to_array(attr.t)
-    return arrays
-
-
 def quantized_nodes(model) -> dict[str, dict]:
     """{node name: {"activation": bool, "weight": bool}} for Conv/MatMul/Gemm nodes fed by a DequantizeLinear."""
     producer = {o: n for n in model.graph.node for o in n.output}
-    consts = _initializer_arrays(model)
+    consts = constant_arrays(model)
     out = {}
     for node in model.graph.node:
         if node.op_type not in QUANTIZED_OP_TYPES:
@@ -287,7 +275,7 @@ def inspect_qdq(model) -> dict:
 
     if isinstance(model, (str, os.PathLike)):
         model = onnx.load(str(model))
-    consts = _initializer_arrays(model)
+    consts = constant_arrays(model)
     producer = {o: n for n in model.graph.node for o in n.output}
     problems, zp_types = [], set()
     per_channel = per_tensor = activations = 0

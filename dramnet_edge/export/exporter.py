@@ -7,7 +7,6 @@ sidecar, re-load the artifact through its runtime backend and measure parity aga
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -62,9 +61,7 @@ def _export_int8(fmt_name: str, graphs, folded, paths: dict[str, Path], *, batch
                  report_for: Path, log: Callable[[str], None]) -> dict:
     """INT8 graphs for onnx / tensorrt (Q/DQ ONNX at ``paths``) or openvino (NNCF IR at ``paths``): FP32 ONNX first
     (a temporary folder), then ``calibrate.pipeline.quantize_for_export``. Returns its sidecar fields."""
-    from ..calibrate.pipeline import quantize_for_export
-
-    from ..calibrate.pipeline import GRAPHS
+    from ..calibrate.pipeline import GRAPHS, quantize_for_export, write_unquantized_graphs
 
     with tempfile.TemporaryDirectory(dir=paths["model"].parent) as tmp:
         fp32_paths = get_format("onnx").artifact_paths(Path(tmp) / "m.onnx")
@@ -72,16 +69,7 @@ def _export_int8(fmt_name: str, graphs, folded, paths: dict[str, Path], *, batch
         extra = quantize_for_export(folded, fmt_name, fp32_onnx_paths=fp32_paths,
                                     out_paths={g: p for g, p in paths.items() if g in GRAPHS}, tau=tau,
                                     batch=batch, report_path=report_for, log=log, **calib)
-        # The skip gate (stem + first BME block, a few percent of a tile's work) stays FP32: the blur-map head is
-        # one of the layers calibration keeps in float anyway, and its scores decide which tiles run at all.
-        for g in (g for g in paths if g not in GRAPHS):
-            if fmt_name == "openvino":
-                from .onnx2openvino import onnx_to_openvino
-
-                onnx_to_openvino(fp32_paths[g], paths[g], precision="fp32", batch=batch)
-            else:
-                shutil.copyfile(fp32_paths[g], paths[g])
-            log(f"  {g}: {paths[g].name} (fp32)")
+        write_unquantized_graphs(fp32_paths, paths, openvino=fmt_name == "openvino", batch=batch, log=log)
         return extra
 
 

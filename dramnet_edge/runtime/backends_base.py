@@ -42,6 +42,8 @@ class ArtifactSession:
         self.max_batch = self.sidecar.get("max_batch")
         files = self._graph_files(folder)
         self._files = files
+        # True when the artifact ships the skip gate as its own graph (exports since the gate graph was added)
+        self.has_gate = "gate" in files and files["gate"].exists()
         self._handles = {name: self._load(files[name]) for name in SPLIT_GRAPHS}
 
     # -- what a backend provides ------------------------------------------------------------------
@@ -88,11 +90,6 @@ class ArtifactSession:
                 part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - m, axis=0)]) for k, v in part.items()}
             pieces.append([np.asarray(o, dtype=np.float32)[:m] for o in self._run(handle, part)])
         return [np.concatenate(outs) for outs in zip(*pieces)]
-
-    @property
-    def has_gate(self) -> bool:
-        """True when the artifact ships the skip gate as its own graph (exports since the gate graph was added)."""
-        return "gate" in self._files and self._files["gate"].exists()
 
     def infer(self, tiles: np.ndarray, tau: float | None) -> tuple[np.ndarray, np.ndarray]:
         """tiles (N, 3, T, T) float32 in [0, 1] -> (restored (N, 3, T, T) float32, exited (N,) bool).

@@ -197,6 +197,18 @@ def _collate(items: list[dict]) -> dict:
     return out
 
 
+def synthetic_config(fields: dict, where: str):
+    """A ``SyntheticBlurConfig`` from recipe fields; an unknown field is a one-line error naming ``where`` and the
+    accepted fields."""
+    from ..data.synthetic import SyntheticBlurConfig
+
+    try:
+        return SyntheticBlurConfig(**fields)
+    except TypeError as e:
+        accepted = ", ".join(f.name for f in dataclasses.fields(SyntheticBlurConfig))
+        raise ValueError(f"{where}: {e}; accepted: {accepted}") from None
+
+
 def build_datasets(cfg: TrainConfig, tile: int | None) -> tuple[Dataset, Dataset]:
     """(train, val) datasets for the config. val holds the first ``data.val_size`` held-out pairs."""
     d = cfg.data
@@ -207,19 +219,12 @@ def build_datasets(cfg: TrainConfig, tile: int | None) -> tuple[Dataset, Dataset
     # DRAMNet crops must be its tile (a multiple of the 14-px patch); AIBNet (tile None) pads to 16.
     multiple = 14 if tile is not None else 16
     if d.dataset == "synthetic":
-        from ..data.synthetic import SyntheticBlurConfig, SyntheticBlurDataset
-
-        def syn_config(fields: dict, where: str):
-            try:
-                return SyntheticBlurConfig(**fields)
-            except TypeError as e:
-                accepted = ", ".join(f.name for f in dataclasses.fields(SyntheticBlurConfig))
-                raise ValueError(f"{where}: {e}; accepted: {accepted}") from None
+        from ..data.synthetic import SyntheticBlurDataset
 
         train = SyntheticBlurDataset(split="train", crop=d.crop, length=d.train_length, seed=d.seed,
-                                     config=syn_config(dict(d.synthetic), "data.synthetic"), crop_multiple=multiple)
+                                     config=synthetic_config(dict(d.synthetic), "data.synthetic"), crop_multiple=multiple)
         val = SyntheticBlurDataset(split="val", crop=val_crop, length=d.val_size, seed=d.seed,
-                                   config=syn_config({**d.synthetic, **d.val_synthetic}, "data.val_synthetic"),
+                                   config=synthetic_config({**d.synthetic, **d.val_synthetic}, "data.val_synthetic"),
                                    crop_multiple=multiple)
         return train, val
     from ..data import PairedImageDataset
@@ -292,14 +297,10 @@ class TrainStep(nn.Module):
             loss = silog_loss(pred, depth, lam=lc.silog_lambda)
             return loss, {"silog": loss.detach()}, None
         # DRAMNet stage 2 (Eq. 4)
-        if lc.lambda_depth <= 0:  # no depth term: the depth head need not run
+        if lc.lambda_depth <= 0 or lc.depth_source == "restored":  # no depth of the blurred input needed
             levels, blur_maps, _ = m.encode(blurred)
             image = m.decode(blurred, levels, blur_maps[0])
-            d_pred = None
-        elif lc.depth_source == "restored":
-            levels, blur_maps, _ = m.encode(blurred)
-            image = m.decode(blurred, levels, blur_maps[0])
-            d_pred = self._depth_of_restored(image)
+            d_pred = self._depth_of_restored(image) if lc.lambda_depth > 0 else None
         else:
             out = m.forward_train(blurred)
             image, blur_maps, d_pred = out["image"], out["blur_maps"], out["depth"]
@@ -338,18 +339,13 @@ def stage_dataset(cfg: TrainConfig, stage: StageConfig, train_ds: Dataset) -> Da
     laid over ``data.synthetic`` (same crop, length and seed, so a resumed stage sees the same samples)."""
     if stage.synthetic is None:
         return train_ds
-    from ..data.synthetic import SyntheticBlurConfig, SyntheticBlurDataset
+    from ..data.synthetic import SyntheticBlurDataset
 
     base = train_ds.dataset if isinstance(train_ds, torch.utils.data.Subset) else train_ds
     if not isinstance(base, SyntheticBlurDataset):
         raise ValueError(f"stage {stage.name!r} sets synthetic overrides but the training data is "
                          f"{type(base).__name__}, not the synthetic engine")
-    fields = {**cfg.data.synthetic, **stage.synthetic}
-    try:
-        config = SyntheticBlurConfig(**fields)
-    except TypeError as e:
-        accepted = ", ".join(f.name for f in dataclasses.fields(SyntheticBlurConfig))
-        raise ValueError(f"stage {stage.name!r} synthetic: {e}; accepted: {accepted}") from None
+    config = synthetic_config({**cfg.data.synthetic, **stage.synthetic}, f"stage {stage.name!r} synthetic")
     return SyntheticBlurDataset(split="train", crop=base.crop, length=base.length, seed=base.seed, config=config,
                                 crop_multiple=base.crop_multiple)
 

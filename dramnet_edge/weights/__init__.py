@@ -13,8 +13,8 @@ def default_checkpoint(model: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_model(model: str | None, checkpoint, default_model: str, warn, random_note: str = "using random initialisation",
-                  **random_overrides):
+def resolve_model(model: str | None, checkpoint, default_model: str, warn,
+                  random_note: str = "using random initialisation", **random_overrides):
     """The model a command runs, as (net in eval mode, registered name, weight file or None).
 
     A weight file names its own model (``model``, when given, must agree); otherwise the shipped weights of
