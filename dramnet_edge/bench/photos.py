@@ -14,37 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.kernels import defocus_psf, motion_psf  # noqa: F401  (re-exported: benchmarks import them here)
+
 #: The synthetic engine's validation photos (never seen in training) — see data/synthetic.py SOURCE_PHOTOS.
 HELD_OUT_PHOTOS = ("rocket", "chelsea", "coins")
 GAMMA = 2.2
-
-
-def motion_psf(length: float = 17.0, angle_deg: float = 30.0, size: int | None = None) -> np.ndarray:
-    """A linear motion-blur kernel: a segment of ``length`` px at ``angle_deg``, anti-aliased, sum 1."""
-    size = size or int(np.ceil(length)) | 1
-    oversample = 8
-    big = size * oversample
-    yy, xx = np.mgrid[0:big, 0:big].astype(np.float64)
-    c = (big - 1) / 2.0
-    theta = np.deg2rad(angle_deg)
-    dx, dy = np.cos(theta), -np.sin(theta)
-    # distance of every sub-pixel to the segment through the centre
-    t = np.clip((xx - c) * dx + (yy - c) * dy, -length * oversample / 2, length * oversample / 2)
-    dist = np.hypot(xx - (c + t * dx), yy - (c + t * dy))
-    k = np.clip(1.0 - dist / (0.5 * oversample), 0.0, 1.0)
-    k = k.reshape(size, oversample, size, oversample).mean(axis=(1, 3))
-    return (k / k.sum()).astype(np.float32)
-
-
-def defocus_psf(radius: float = 4.0) -> np.ndarray:
-    """A defocus (pillbox) kernel of ``radius`` px, anti-aliased by 8x supersampling, sum 1."""
-    size = 2 * int(np.ceil(radius)) + 1
-    oversample = 8
-    coords = (np.arange(size * oversample) + 0.5) / oversample - size / 2.0
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")
-    k = (np.hypot(xx, yy) <= radius).astype(np.float64)
-    k = k.reshape(size, oversample, size, oversample).mean(axis=(1, 3))
-    return (k / k.sum()).astype(np.float32)
 
 
 def load_photo(name: str) -> np.ndarray:

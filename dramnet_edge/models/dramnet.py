@@ -313,6 +313,19 @@ def dramnet_tiny(**kwargs) -> DRAMNet:
 
 
 @register_model
+def dramnet_lite(**kwargs) -> DRAMNet:
+    """The embedded default: dramnet_tiny's encoder and blur map with a wider decoder below full resolution.
+
+    Level widths (8, 24, 64, 160): the full-resolution level stays 8 wide (it dominates the cost per pixel), the
+    coarser levels, where large blur is undone, get the capacity. Tile 224. ~2.7 M parameters, about the frame
+    time of dramnet_tiny on a CPU (docs/architecture.md has the measured choice).
+    """
+    lite = dict(embed_dim=64, depth=4, num_heads=2, taps=(0, 1, 2, 3), dpt_features=16,
+                dpt_out_channels=(8, 16, 32, 64), widths=(8, 24, 64, 160), stem_channels=8, bme_widths=(8, 16, 32, 48))
+    return _build(lite, **kwargs)
+
+
+@register_model
 def dramnet_s(**kwargs) -> DRAMNet:
     """ViT-S/14 (Depth-Anything-V2 Small, Apache-2.0 weights), 2-column decoder sized for Jetson Orin."""
     return _build(dict(_vit_fields("vits"), widths=(24, 48, 96, 192), num_columns=2), **kwargs)

@@ -24,7 +24,8 @@ import yaml
 DRAMNET_STAGES = ("depth", "deblur", "blurmap")
 AIBNET_STAGES = ("subdecoder",)
 STAGE_NAMES = DRAMNET_STAGES + AIBNET_STAGES
-DATASETS = ("synthetic", "paired")
+DATASETS = ("synthetic", "paired", "families")
+RECON_LOSSES = ("l1", "charbonnier")
 AMP_MODES = ("bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
 DEPTH_SOURCES = ("restored", "input")
@@ -49,6 +50,8 @@ class DataConfig:
     """Training and validation pairs.
 
     ``dataset: synthetic`` draws from the built-in synthetic blur engine (brings its own depth);
+    ``dataset: families`` from the blur-family data (``data.families``: Gaussian, defocus, motion, shake on training
+    photos and dead leaves, sRGB or linear light, noise, JPEG; no depth, so ``lambda_depth`` must be 0);
     ``dataset: paired`` reads ``root`` in one of the benchmark layouts (GoPro, RealBlur, REDS, RSBlur) and
     uses the ``ROOT/.pseudo_depth`` cache for DRAMNet's depth stage (``dramnet-edge pseudo-depth``).
     ``batch_size`` is per process; the global batch is ``batch_size x world size``.
@@ -71,6 +74,7 @@ class DataConfig:
     # identical pair's PSNR is infinite (capped at 100 dB), and a 1e-5 residual moves one such pair by several dB,
     # which swamps a 16-image mean. ``max_pair_psnr`` re-draws partial-blur crops that fell inside the focal plane.
     val_synthetic: dict = field(default_factory=lambda: {"sharp_fraction": 0.0, "max_pair_psnr": 45.0})
+    families: dict = field(default_factory=dict)  # FamilyBlurConfig fields (dataset: families)
 
 
 @dataclass
@@ -89,7 +93,15 @@ class OptimConfig:
 @dataclass
 class LossConfig:
     """Loss weights. DRAMNet stage 2 (Eq. 4): recon + lambda_depth*depth + lambda_perc*perc + lambda_blur*blur.
-    AIBNet (its Eq. 7): charbonnier + edge_weight*edge + fft_weight*fft."""
+    AIBNet (its Eq. 7): charbonnier + edge_weight*edge + fft_weight*fft.
+
+    ``recon`` picks DRAMNet's L_recon: ``l1`` (Eq. 5: L1 + grad_weight * gradient L1) or ``charbonnier``
+    (Charbonnier + grad_weight * gradient L1 + recon_fft_weight * spectrum L1, the AIBNet terms; ours: a smooth
+    loss whose gradient vanishes at zero error, so pixels where blurred == sharp do not pin the residual to 0).
+    """
+
+    recon: str = "l1"
+    recon_fft_weight: float = 0.0
 
     silog_lambda: float = 0.85
     lambda_depth: float = 0.3
@@ -277,6 +289,9 @@ def validate(cfg: TrainConfig) -> None:
     choice("run.amp", cfg.run.amp, AMP_MODES)
     choice("run.device", cfg.run.device.split(":")[0], DEVICES)
     choice("loss.depth_source", cfg.loss.depth_source, DEPTH_SOURCES)
+    choice("loss.recon", cfg.loss.recon, RECON_LOSSES)
+    if cfg.data.dataset == "families" and cfg.loss.lambda_depth > 0 and any(s.name == "deblur" for s in cfg.stages):
+        raise ValueError(f"data.dataset=families has no depth: set loss.lambda_depth=0 (got {cfg.loss.lambda_depth})")
     for where, v in (("data.batch_size", cfg.data.batch_size), ("data.crop", cfg.data.crop),
                      ("data.val_size", cfg.data.val_size), ("run.log_every", cfg.run.log_every),
                      ("run.val_every", cfg.run.val_every), ("run.ckpt_every", cfg.run.ckpt_every)):

@@ -49,7 +49,7 @@ from ..metrics import psnr
 from ..models.checkpoint import atomic_write, load_state_dict_strict, save_weights
 from .config import StageConfig, TrainConfig, dump_config, load_config
 from .evaluate import evaluate_pairs
-from .losses import (VGGPerceptualLoss, aibnet_loss, blur_map_loss, depth_consistency_loss, recon_loss,
+from .losses import (VGGPerceptualLoss, aibnet_loss, blur_map_loss, charbonnier_recon_loss, depth_consistency_loss, recon_loss,
                      silog_loss)
 
 CKPT_DIR = "ckpt"
@@ -227,6 +227,14 @@ def build_datasets(cfg: TrainConfig, tile: int | None) -> tuple[Dataset, Dataset
                                    config=synthetic_config({**d.synthetic, **d.val_synthetic}, "data.val_synthetic"),
                                    crop_multiple=multiple)
         return train, val
+    if d.dataset == "families":
+        from ..data.families import FamilyBlurDataset, family_config
+
+        train = FamilyBlurDataset(split="train", crop=d.crop, length=d.train_length, seed=d.seed,
+                                  config=family_config(dict(d.families), "data.families"), crop_multiple=multiple)
+        val = FamilyBlurDataset(split="val", crop=val_crop, length=d.val_size, seed=d.seed,
+                                config=family_config(dict(d.families), "data.families"), crop_multiple=multiple)
+        return train, val
     from ..data import PairedImageDataset
 
     if not d.root:
@@ -304,7 +312,10 @@ class TrainStep(nn.Module):
         else:
             out = m.forward_train(blurred)
             image, blur_maps, d_pred = out["image"], out["blur_maps"], out["depth"]
-        terms = {"recon": recon_loss(image, sharp, lc.grad_weight)}
+        if lc.recon == "charbonnier":
+            terms = {"recon": charbonnier_recon_loss(image, sharp, lc.grad_weight, lc.recon_fft_weight, lc.charbonnier_eps)}
+        else:
+            terms = {"recon": recon_loss(image, sharp, lc.grad_weight)}
         loss = terms["recon"]
         if lc.lambda_depth > 0:
             terms["depth"] = depth_consistency_loss(d_pred, depth)

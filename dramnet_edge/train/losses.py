@@ -79,6 +79,15 @@ def recon_loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float = 0.
     return (pred - target).abs().mean() + grad_weight * gradient_l1(pred, target)
 
 
+def charbonnier_recon_loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float = 0.5, fft_weight: float = 0.0,
+                           eps: float = 1e-3) -> torch.Tensor:
+    """Charbonnier + grad_weight * gradient L1 + fft_weight * spectrum L1 (``loss.recon: charbonnier``)."""
+    loss = charbonnier_loss(pred, target, eps) + grad_weight * gradient_l1(pred, target)
+    if fft_weight > 0:
+        loss = loss + fft_weight * fft_loss(pred, target)
+    return loss
+
+
 def normalize_per_image(d: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Min-max normalise each (C, H, W) map of a (B, C, H, W) batch to [0, 1]."""
     flat = d.float().flatten(1)
