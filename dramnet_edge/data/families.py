@@ -283,6 +283,10 @@ class FamilyBlurDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
+        if torch.utils.data.get_worker_info() is not None:
+            import cv2
+
+            cv2.setNumThreads(1)  # one thread per DataLoader worker: the workers are the parallelism
         cfg = self.config
         epoch = self.epoch if self.train else 0
         rng = np.random.default_rng([self.seed, epoch, index, FAMILY_SPLITS.index(self.split), 7])

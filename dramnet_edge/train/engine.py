@@ -558,7 +558,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, out: str | os.PathLike, resume_file: Path | None = None,
                  overwrite: bool = False, train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
-                 env: DistEnv | None = None, progress: bool = True):
+                 env: DistEnv | None = None, progress: bool = True, deadline: float | None = None):
         self.cfg = cfg
         self.out = Path(out)
         self.env = env or setup_distributed(cfg.run.device)
@@ -569,6 +569,9 @@ class Trainer:
         self._train_dataset, self._val_dataset = train_dataset, val_dataset
         self._tb = None
         self._log_lines: list[str] = []
+        # time.monotonic() after which the run stops at the next step, as if interrupted there (checkpoint written,
+        # resumable); benchmarks/gpu_check.py uses it to keep a training run inside a fixed device-time budget.
+        self.deadline = deadline
 
     # -- logging -------------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -848,7 +851,8 @@ class Trainer:
                 bar.update(1)
             if step % cfg.run.val_every == 0 or last_of_stage:
                 self._validate(val_loader, state, si, stage, sub_decoder)
-            stopping = stop_at_step is not None and step >= stop_at_step
+            stopping = (stop_at_step is not None and step >= stop_at_step) or (
+                self.deadline is not None and not last_of_stage and time.monotonic() > self.deadline)
             if last_of_stage:
                 seconds = time.perf_counter() - t_stage + (prior["seconds"] if prior else 0.0)
                 train_s = t_train + (prior["train_seconds"] if prior else 0.0)
@@ -866,7 +870,8 @@ class Trainer:
             if stopping:
                 if bar is not None:
                     bar.close()
-                self.log(f"stopped at step {step} as requested; resume with --resume {self.out}")
+                why = "at its deadline" if stop_at_step is None or step < stop_at_step else "as requested"
+                self.log(f"stopped at step {step} {why}; resume with --resume {self.out}")
                 return True
         if bar is not None:
             bar.close()
