@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -119,6 +120,10 @@ def _reset_peak(device: torch.device) -> None:
 def _is_oom(err: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     return (oom is not None and isinstance(err, oom)) or "out of memory" in str(err).lower()
+
+
+def _on_alarm(signum, frame):
+    raise TimeoutError("section interrupted at the end of the time budget (watchdog)")
 
 
 class Budget:
@@ -245,7 +250,13 @@ def section_train_default(ctx) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="gpu_train_"))
     trainer = Trainer(cfg, run_dir, progress=False, deadline=time.monotonic() + seconds + 20.0)
     t0 = time.perf_counter()
-    metrics = trainer.fit()
+    interrupted = None
+    try:
+        metrics = trainer.fit()
+    except TimeoutError as e:  # the watchdog: keep whatever was trained
+        metrics, interrupted = {}, str(e)
+        if getattr(trainer, "model", None) is None:
+            raise
     wall = time.perf_counter() - t0
     out = ctx.out
     if metrics:
@@ -261,7 +272,7 @@ def section_train_default(ctx) -> dict:
     return {"recipe": str(GPU_RECIPE.relative_to(ROOT)), "overrides": overrides + [f"stages.0.iters={iters}"],
             "probe": probe, "gpu_rate_it_s": round(gpu_rate, 2), "data_rate_it_s": round(data_rate, 2),
             "iters": iters, "batch": batch, "workers": workers, "wall_s": round(wall, 1),
-            "finished": bool(metrics), "metrics": metrics, "peak_gpu_memory_gib": None if peak is None else round(peak, 2)}
+            "finished": bool(metrics), "interrupted": interrupted, "metrics": metrics, "peak_gpu_memory_gib": None if peak is None else round(peak, 2)}
 
 
 def _train_step_rate(ctx, name: str, kind: str, batch: int, memory_saving: bool, tile: int) -> dict:
@@ -571,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"[gpu_check] {name} ... ({ctx.budget.left():.0f} s left)", flush=True)
             t0 = time.perf_counter()
+            # Watchdog: a section that hangs (a stuck data worker, a driver stall) is interrupted at the budget's end
+            # instead of eating the rest of the device time; the report still lands.
+            watchdog = hasattr(signal, "SIGALRM")
+            if watchdog:
+                signal.signal(signal.SIGALRM, _on_alarm)
+                signal.alarm(max(1, int(ctx.budget.left()) + 5))
             try:
                 result = funcs[name](ctx)
                 report["sections"][name] = {"status": "ok", "result": result}
@@ -578,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 report["sections"][name] = {"status": "error", "error": traceback.format_exc()[-3000:]}
                 print(report["sections"][name]["error"], file=sys.stderr, flush=True)
+            finally:
+                if watchdog:
+                    signal.alarm(0)
             report["sections"][name]["seconds"] = round(time.perf_counter() - t0, 1)
         report["elapsed_s"] = round(time.monotonic() - ctx.budget.t0, 1)
         _atomic_text(ctx.out / "report.json", json.dumps(report, indent=1, default=str) + "\n")

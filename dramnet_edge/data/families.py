@@ -271,6 +271,14 @@ class FamilyBlurDataset(Dataset):
             except FileNotFoundError:
                 continue
         self.palette = _palette()
+        # fork() while OpenCV's thread pool is busy can leave a lock held in the child: a GPU run whose 14 workers were
+        # forked after the parent had rendered pairs with a 16-thread OpenCV (and whose workers then reset OpenCV's
+        # thread count) stalled at its first batch for 9 minutes; once, the same on 2 cores. It is a race (rarely
+        # reproducible here), so the cure is structural: one OpenCV thread in this process from now on, so no pool
+        # thread exists when workers fork, and workers never touch OpenCV's threading. The workers are the parallelism.
+        import cv2
+
+        cv2.setNumThreads(1)
         weights = np.asarray(self.config.family_weights, dtype=np.float64)
         self.family_p = weights / weights.sum()
 
@@ -283,10 +291,6 @@ class FamilyBlurDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
-        if torch.utils.data.get_worker_info() is not None:
-            import cv2
-
-            cv2.setNumThreads(1)  # one thread per DataLoader worker: the workers are the parallelism
         cfg = self.config
         epoch = self.epoch if self.train else 0
         rng = np.random.default_rng([self.seed, epoch, index, FAMILY_SPLITS.index(self.split), 7])

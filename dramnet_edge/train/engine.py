@@ -61,6 +61,11 @@ AIBNET_TERMS = ("charb", "edge", "fft")
 # ----------------------------------------------------------------------------------------- distributed
 
 
+# A data worker that delivers no batch for this long is hung (a batch takes well under a second): fail with a message
+# instead of stalling the run forever.
+LOADER_TIMEOUT_S = 300
+
+
 @dataclass
 class DistEnv:
     rank: int = 0
@@ -786,7 +791,7 @@ class Trainer:
                                    offset + start, offset + stage.iters)
         loader = DataLoader(SeededDataset(train_ds), batch_sampler=sampler, collate_fn=_collate,
                             num_workers=cfg.data.num_workers, pin_memory=env.device.type == "cuda",
-                            persistent_workers=False)
+                            persistent_workers=False, timeout=LOADER_TIMEOUT_S if cfg.data.num_workers > 0 else 0)
         bar = None
         if self.progress:
             from tqdm import tqdm
