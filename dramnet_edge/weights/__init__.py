@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
+#: The model every command runs when none is named; its weights ship in this folder (docs/training.md).
+EMBEDDED_DEFAULT = "dramnet_lite"
 
 
 def default_checkpoint(model: str) -> Path | None:
