@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 
-DEFAULT_MODEL = "dramnet_tiny"
+from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 
 
 class _Group(click.Group):

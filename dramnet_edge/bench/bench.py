@@ -36,7 +36,7 @@ from ..data.io import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
-DEFAULT_MODEL = "dramnet_tiny"
+from ..weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ exit policies
