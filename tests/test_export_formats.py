@@ -48,7 +48,7 @@ def test_validate_request_names_value_and_accepted_ones():
     with pytest.raises(ValueError, match=r"'m\.onnx' does not end in \.engine"):
         validate_request("tensorrt", "fp16", output="m.onnx")
     with pytest.raises(ValueError, match="accepts: fp32, fp16"):
-        validate_request("torch-tensorrt", "int8", output="m.ep")
+        validate_request("torch-tensorrt", "int8", output="m.pt2")
     assert validate_request("coreml", "int8", output="m.mlpackage").name == "coreml"  # W8A8
     with pytest.raises(ValueError, match="--fft native is not available for --target openvino --precision int8"):
         validate_request("openvino", "int8", output="m.xml", fft="native")
@@ -69,7 +69,7 @@ def test_int8_is_ready_wherever_it_is_accepted():
     (["--target", "onnx", "--int8", "--precision", "fp16", "-o", "m.onnx"], "--int8 and --precision fp16"),
     (["--target", "onnx", "--batch", "4", "--dynamic-batch", "-o", "m.onnx"], "--batch 4 and --dynamic-batch"),
     (["--target", "onnx", "--batch", "0", "-o", "m.onnx"], "--batch must be >= 1"),
-    (["--target", "torch-tensorrt", "--precision", "int8", "-o", "m.ep"], "accepts: fp32, fp16"),
+    (["--target", "torch-tensorrt", "--precision", "int8", "-o", "m.pt2"], "accepts: fp32, fp16"),
     (["--target", "onnx", "--int8", "--budget-db", "0", "-o", "m.onnx"], "--budget-db must be a positive number"),
     (["--target", "coreml", "--int8", "--budget-db", "nan", "-o", "m.mlpackage"], "--budget-db must be a positive"),
     (["--target", "openvino", "--precision", "int8", "--calib-data", "nope", "-o", "m.xml"],

@@ -258,7 +258,7 @@ def test_tensorrt_engine_parity(exported, tmp_path, precision, min_db):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch-tensorrt and a CUDA device")
 def test_torch_tensorrt_program_parity(exported, tmp_path):
     pytest.importorskip("torch_tensorrt", reason="needs torch-tensorrt")
-    out = tmp_path / "m.ep"
+    out = tmp_path / "m.pt2"
     result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "torch-tensorrt",
                                          "--tile", str(TILE), "--batch", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output

@@ -90,9 +90,9 @@ FORMATS: dict[str, ExportFormat] = {
             int8_modules=("onnx", "onnxscript", "onnxsim", "onnxruntime", "nncf"),
         ),
         ExportFormat(
-            "torch-tensorrt", ".ep", ("fp32", "fp16"), ("fp32", "fp16"), ("dft",), True, None,
+            "torch-tensorrt", ".pt2", ("fp32", "fp16"), ("fp32", "fp16"), ("dft",), True, None,
             ("torch_tensorrt",), "torch-tensorrt",
-            "torch.export program with embedded TensorRT engines (desktop GPUs)",
+            "torch.export program (.pt2 archive) with embedded TensorRT engines (desktop GPUs)",
         ),
         ExportFormat(
             "coreml", ".mlpackage", PRECISIONS, PRECISIONS, ("dft",), False, "coreml",

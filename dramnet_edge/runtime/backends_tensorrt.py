@@ -2,7 +2,7 @@
 
 ``TensorRTSession`` deserialises the split ``.engine`` files and runs them with ``execute_async_v3`` on torch CUDA
 buffers (torch is a dependency anyway, which spares a pycuda/cuda-python requirement).
-``TorchTensorRTSession`` loads the ``.ep`` programs a ``--target torch-tensorrt`` export saved.
+``TorchTensorRTSession`` loads the ``.pt2`` programs a ``--target torch-tensorrt`` export saved.
 """
 
 from __future__ import annotations
