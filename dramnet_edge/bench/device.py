@@ -409,21 +409,28 @@ class PowerSampler:
 
 class PeakMemory:
     """Peak memory of a stretch of work: host RSS (Linux: VmHWM after resetting it through /proc/self/clear_refs)
-    and, for CUDA, ``torch.cuda.max_memory_allocated``.
+    and, for CUDA, ``torch.cuda.max_memory_allocated`` plus the device-wide used memory (``torch.cuda.mem_get_info``,
+    i.e. cudaMemGetInfo, sampled in a thread): torch's allocator does not see what TensorRT allocates itself.
 
     with PeakMemory(cuda=False) as mem: ...work...
     mem.rss_peak_mb (peak resident set during the work), mem.rss_delta_mb (that peak minus the RSS before),
-    mem.cuda_peak_mb (None off CUDA), mem.method ("vmhwm", "sampled" or None when it cannot be measured here).
+    mem.cuda_peak_mb (torch tensors only; None off CUDA), mem.device_used_peak_mb / mem.device_used_delta_mb (the
+    whole device: every process and library; on a Jetson the memory CPU and GPU share), mem.method ("vmhwm",
+    "sampled" or None when it cannot be measured here).
     """
 
-    def __init__(self, cuda: bool = False, sample_s: float = 0.005):
+    def __init__(self, cuda: bool = False, sample_s: float = 0.005, device_sample_s: float = 0.02):
         self.cuda = cuda
         self.sample_s = sample_s
+        self.device_sample_s = device_sample_s
         self.rss_before_mb = self.rss_peak_mb = self.rss_delta_mb = self.cuda_peak_mb = None
+        self.device_used_peak_mb = self.device_used_delta_mb = None
         self.method: str | None = None
         self._stop = threading.Event()
         self._thread = None
+        self._device_thread = None
         self._sampled = 0.0
+        self._device_before = self._device_peak = 0
 
     @staticmethod
     def _status_mb(key: str) -> float | None:
@@ -449,6 +456,17 @@ class PeakMemory:
             if rss is not None:
                 self._sampled = max(self._sampled, rss)
 
+    @staticmethod
+    def _device_used() -> int:
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        return total - free
+
+    def _device_loop(self) -> None:
+        while not self._stop.wait(self.device_sample_s):
+            self._device_peak = max(self._device_peak, self._device_used())
+
     def __enter__(self) -> "PeakMemory":
         self.rss_before_mb = self._status_mb("VmRSS")
         if self.rss_before_mb is not None:
@@ -464,13 +482,16 @@ class PeakMemory:
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self._device_before = self._device_peak = self._device_used()
+            self._device_thread = threading.Thread(target=self._device_loop, daemon=True)
+            self._device_thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
         if self.method == "vmhwm":
             self.rss_peak_mb = self._status_mb("VmHWM")
         elif self.method == "sampled":
-            self._stop.set()
             self._thread.join(timeout=1)
             self.rss_peak_mb = max(self._sampled, self._status_mb("VmRSS") or 0.0)
         if self.rss_peak_mb is not None and self.rss_before_mb is not None:
@@ -480,3 +501,21 @@ class PeakMemory:
 
             torch.cuda.synchronize()
             self.cuda_peak_mb = torch.cuda.max_memory_allocated() / 1024**2
+            self._device_thread.join(timeout=1)
+            self._device_peak = max(self._device_peak, self._device_used())
+            self.device_used_peak_mb = self._device_peak / 1024**2
+            self.device_used_delta_mb = max(0, self._device_peak - self._device_before) / 1024**2
+
+
+def tensorrt_memory_mb(session) -> dict:
+    """TensorRT's own device memory for a session that reports it (``TensorRTSession.device_memory``), in MiB:
+    {"trt_activation_mb", "trt_engine_file_mb", "trt_load_device_mb"}; {} for other sessions."""
+    report = getattr(session, "device_memory", None)
+    if report is None:
+        return {}
+    mem = report()
+    mib = 1024.0**2
+    load = mem.get("load_device_bytes")
+    return {"trt_activation_mb": round(mem["activation_bytes"] / mib, 2),
+            "trt_engine_file_mb": round(mem["engine_file_bytes"] / mib, 2),
+            "trt_load_device_mb": None if load is None else round(load / mib, 2)}
