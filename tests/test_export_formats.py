@@ -311,3 +311,10 @@ def test_checkpoint_at_another_tile_is_retiled(tmp_path):
     assert torch.equal(net.head.weight, src.head.weight)
     same, _, _ = load_export_model(None, tmp_path / "t.safetensors", 112, warn=notes.append)
     assert same.tile == 112 and len(notes) == 1
+
+
+def test_tensorrt_install_hint_names_the_jetpack_route():
+    hint = get_format("tensorrt").install_hint()
+    assert 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in hint
+    assert "python3-libnvinfer" in hint and "--system-site-packages" in hint
+    assert get_format("onnx").install_hint() == 'pip install "dramnet-edge[onnx]"'

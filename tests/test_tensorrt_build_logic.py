@@ -122,3 +122,15 @@ def test_no_cache_file_means_a_fresh_cache_without_a_note():
 def test_when_no_cache_can_be_attached_the_build_goes_on_without():
     cache, note = _attach_timing_cache(_RecordingConfig(readable=(), accept=()), b"x", "m.timing.cache")
     assert cache is None and "building without" in note
+
+
+def test_inspect_qdq_wants_per_channel_weight_scales_on_the_output_channel_axis():
+    from dramnet_edge.calibrate.quantize import inspect_qdq
+
+    model = _qdq_model()
+    assert inspect_qdq(model)["problems"] == [] and inspect_qdq(model)["weights"]["per_channel"] == 1
+    wrong = _qdq_model()
+    dq_w = next(n for n in wrong.graph.node if n.name == "dq_w")
+    next(a for a in dq_w.attribute if a.name == "axis").i = 1  # input channels: 3 scales would be needed; 4 given
+    problems = inspect_qdq(wrong)["problems"]
+    assert any("on axis 1, not the output-channel axis 0" in p for p in problems), problems

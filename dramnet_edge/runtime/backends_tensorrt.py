@@ -16,7 +16,8 @@ import numpy as np
 
 from .backends_base import ArtifactSession
 
-_HINT = 'pip install "dramnet-edge[tensorrt]" on a CUDA host'
+_HINT = ('pip install "dramnet-edge[tensorrt]" on a CUDA host; on a Jetson, sudo apt-get install python3-libnvinfer '
+         "and a venv made with --system-site-packages (docs/jetson.md)")
 
 
 def _torch_dtype(trt_dtype):
