@@ -87,6 +87,7 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
     elif fmt.name == "tensorrt":
         from .lint import check_onnx
         from .onnx2engine import batch_profile, build_engine, engine_precision, tensorrt_version
+        from .trt_conformance import require_tensorrt_conformance
 
         onnx_paths = get_format("onnx").artifact_paths(paths["model"].with_suffix(".onnx"))
         if precision == "int8":  # the Q/DQ ONNX beside the engine, checked for TensorRT (zero-points, lint)
@@ -97,6 +98,9 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
         for p in onnx_paths.values():
             check_onnx(p, purpose="TensorRT")
         extra["onnx_graphs"] = {g: p.name for g, p in onnx_paths.items()}
+        # JetPack 6's TensorRT 10.3 parser: operator table, opset, Q/DQ rules (raises naming what would fail)
+        extra["tensorrt_conformance"] = {g: {k: r[k] for k in ("tensorrt", "opset", "problems")} for g, r in (
+            (g, require_tensorrt_conformance(p, name=f"{p.name} ({g})")) for g, p in onnx_paths.items())}
         if tensorrt_version() is None:
             raise ValueError(f"wrote the linted ONNX {onnx_paths['model']}; building the engine needs TensorRT, "
                              f"which is not installed here: {fmt.install_hint()}")
