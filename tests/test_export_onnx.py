@@ -22,6 +22,7 @@ from dramnet_edge.cli_export import export
 from dramnet_edge.export import exporter
 from dramnet_edge.export.formats import get_format
 from dramnet_edge.export.lint import lint_onnx
+from dramnet_edge.export.trt_conformance import check_tensorrt_conformance
 from dramnet_edge.export.sidecar import SIDECAR_FORMAT, parity_photos
 from dramnet_edge.models import create_model
 from dramnet_edge.models.checkpoint import file_sha256, save_weights
@@ -238,6 +239,8 @@ def test_tensorrt_target_without_tensorrt_writes_linted_onnx_then_hints(exported
     assert str(out.with_suffix(".onnx")) in error[0]
     for graph in ("m.onnx", "m.encoder.onnx", "m.decoder_full.onnx", "m.decoder_light.onnx"):
         assert lint_onnx(out.parent / graph) == []
+        # what JetPack 6's TensorRT 10.3 parser takes: operator table, opset, Resize modes, constant axes
+        assert check_tensorrt_conformance(out.parent / graph)["problems"] == []
     assert not out.exists()
 
 
@@ -258,7 +261,7 @@ def test_tensorrt_engine_parity(exported, tmp_path, precision, min_db):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch-tensorrt and a CUDA device")
 def test_torch_tensorrt_program_parity(exported, tmp_path):
     pytest.importorskip("torch_tensorrt", reason="needs torch-tensorrt")
-    out = tmp_path / "m.ep"
+    out = tmp_path / "m.pt2"
     result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "torch-tensorrt",
                                          "--tile", str(TILE), "--batch", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output
