@@ -50,7 +50,8 @@ from .cli_export import _validate_model  # noqa: E402
               help="ONNX Runtime evaluations the fallback may spend (sensitivity + reverts).")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime threads for calibration and evaluation.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="The Q/DQ ONNX (m.int8.onnx); split graphs, the .json sidecar and m.int8.report.json/.md go beside it.")
+              help="The Q/DQ ONNX (m.int8.onnx); split graphs, the sidecar m.int8.onnx.json and "
+                   "m.int8.onnx.report.json/.md go beside it.")
 @click.option("--no-check", is_flag=True, help="Skip the parity check on photos.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
 def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
@@ -65,7 +66,7 @@ def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, bud
     Weights int8 symmetric per channel, activations int8 symmetric per tensor, zero-points 0. The DFT path, softmax
     attention, the blur-map head and the last convolution stay FP32; then the layer groups whose quantization costs
     most go back to FP32 until the held-out drop is within --budget-db. Writes the four graphs the runtime uses,
-    NAME.json (sidecar) and NAME.report.json/.md (strata, per-group sensitivity, reverted groups, mean and worst drop).
+    OUTPUT.json (sidecar) and OUTPUT.report.json/.md (strata, per-group sensitivity, reverted groups, mean and worst drop).
     """
     try:
         _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
@@ -85,8 +86,6 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
         check_budget(worst_budget_db)
     if not output.name.endswith(".onnx") or output.name == ".onnx":
         raise ValueError(f"output {str(output)!r} must end in .onnx (the Q/DQ model)")
-    if calib_data is not None and not calib_data.is_dir():
-        raise ValueError(f"--calib-data {calib_data}: no such directory")
     if onnx_path is not None and (model is not None or checkpoint is not None or tile is not None):
         raise ValueError("--onnx quantizes an existing FP32 export: it names its own model and tile, so --model, "
                          "--checkpoint and --tile do not apply")
@@ -102,8 +101,14 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
         raise ValueError(f"--max-evals must be >= 2, got {max_evals}")
     if tau is not None and not 0.0 <= tau <= 1.0:
         raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
-    if output.exists() and not overwrite:
-        raise ValueError(f"output exists: {output} (pass --overwrite to replace)")
+    from .calibrate.tiles import check_calib_folder
+    from .export.formats import get_format, refuse_existing
+
+    if calib_data is not None:
+        check_calib_folder(calib_data)
+    # Every file calibrate writes, checked before any work (the FP32 --onnx export's files are never written over).
+    refuse_existing(get_format("onnx").output_files(output, "int8"), overwrite,
+                    inputs=[p for p in (checkpoint, onnx_path) if p is not None])
     settings = QuantSettings(library=library, method=method)
     recipe = load_recipe(recipe_path) if recipe_path is not None else CalibrationRecipe()
 
@@ -118,7 +123,7 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
     report = calibrate(
         output=output, model=net, model_name=name, checkpoint=source, onnx=onnx_path, calib_data=calib_data,
         recipe=recipe, tiles=tiles, budget_db=budget_db, settings=settings, tau=tau, max_evals=max_evals,
-        worst_budget_db=worst_budget_db, check=not no_check, threads=threads, log=log,
+        worst_budget_db=worst_budget_db, check=not no_check, threads=threads, log=log, overwrite=overwrite,
     )
     final = report["final"]["model"]
     json_path, md_path = report_paths(output)

@@ -49,7 +49,7 @@ def run(tmp_path_factory):
     sidecar = build_sidecar(target="onnx", backend="onnxruntime", model_name="dramnet_tiny", checkpoint=None,
                             tile=TILE, precision="fp32", fft="dft", tau=None, batch="dynamic",
                             graphs={g: p.name for g, p in fp32_paths.items()}, opset=18, parity=None)
-    write_sidecar(d / "fp32" / "m.json", sidecar)
+    write_sidecar(d / "fp32" / "m.onnx.json", sidecar)
     out = d / "q" / "m.int8.onnx"
     # a toy budget well under the fully quantized drop, so the fallback has to revert groups
     report = calibrate(output=out, onnx=fp32_paths["model"], recipe=RECIPE, budget_db=0.02, max_evals=12, threads=1)
@@ -143,7 +143,7 @@ def test_onnxruntime_runs_it_and_psnr_vs_fp32_is_sane(run):
     int8, exited = open_session("onnxruntime", artifact=str(run.out)).infer(photos, None)
     assert np.isfinite(int8).all() and not exited.any()
     assert psnr_db(int8, fp32).min() > 30.0
-    sidecar = json.loads(run.out.with_suffix(".json").read_text())
+    sidecar = json.loads(run.out.with_name(run.out.name + ".json").read_text())
     assert sidecar["precision"] == "int8" and sidecar["target"] == "onnx"
     assert sidecar["graphs"] == {g: p.name for g, p in run.paths.items()}
     assert sidecar["quantization"]["scheme"].startswith("int8 symmetric")
@@ -151,8 +151,8 @@ def test_onnxruntime_runs_it_and_psnr_vs_fp32_is_sane(run):
 
 
 def test_report_holds_strata_sensitivity_reverts_and_drops(run):
-    json_path = run.out.with_name("m.int8.report.json")
-    md_path = run.out.with_name("m.int8.report.md")
+    json_path = run.out.with_name("m.int8.onnx.report.json")
+    md_path = run.out.with_name("m.int8.onnx.report.md")
     report = json.loads(json_path.read_text())
     cal = report["calibration"]
     assert sum(cal["calibration_strata"].values()) == cal["calibration_tiles"] == RECIPE.tiles
@@ -254,12 +254,12 @@ def test_openvino_int8_export_compiles_runs_and_reports(run, tmp_path, monkeypat
     assert all(p.is_file() and p.with_suffix(".bin").is_file() for p in xml_paths.values())
     assert all(info["fake_quantize"] > 0 for info in sidecar["openvino_int8"].values())
     assert sidecar["precision"] == "int8" and sidecar["source"] == "onnx" and sidecar["quantization"]["budget_db"] == 3.0
-    assert sidecar["report"] == "m.report.json" and (tmp_path / "m.report.md").is_file()
+    assert sidecar["report"] == "m.xml.report.json" and (tmp_path / "m.xml.report.md").is_file()
     # parity of the written IR through the openvino runtime backend, against PyTorch (measured, not skipped)
     parity = sidecar["parity"]
     for g in ("model", "full", "light"):
         assert parity[g]["nan_or_inf"] == 0 and parity[g]["psnr_db_min"] > 25.0, (g, parity[g])
-    report = json.loads((tmp_path / "m.report.json").read_text())
+    report = json.loads((tmp_path / "m.xml.report.json").read_text())
     assert report["fallback"]["openvino"][0]["step"] == 0  # OpenVINO-in-the-loop steps are reported
     final = report["final"]  # measured on the compiled IR
     for key in ("model", "split_full", "split_light"):
@@ -299,11 +299,11 @@ def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_
     assert result.exit_code == 2, result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0], result.output
-    paths = get_format("onnx").artifact_paths(out.with_suffix(".onnx"))
+    paths = get_format("onnx").artifact_paths(out.with_name("m.engine.onnx"))
     for g, p in paths.items():
         check_qdq_for_tensorrt(p)
         assert lint_onnx(p) == [] and (g == "gate" or quantized_nodes(load_onnx(p)))
-    report = json.loads((tmp_path / "trt" / "m.report.json").read_text())
+    report = json.loads((tmp_path / "trt" / "m.engine.report.json").read_text())
     assert report["settings"]["library"] == "ort" and report["source"] == "export --target tensorrt --precision int8"
     assert not out.exists()
 
@@ -328,11 +328,11 @@ def test_export_int8_onnx_through_the_cli_with_calib_data_and_budget(run, tmp_pa
                                          "--int8", "--tile", str(TILE), "--calib-data", str(photos), "--budget-db",
                                          "1.0", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "INT8 drop" in result.output and "m.int8.report.json" in result.output
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert "INT8 drop" in result.output and "m.int8.onnx.report.json" in result.output
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     assert sidecar["precision"] == "int8" and sidecar["quantization"]["budget_db"] == 1.0
     assert sidecar["parity"]["model"]["nan_or_inf"] == 0 and sidecar["parity"]["ok"]
-    report = json.loads((tmp_path / "m.int8.report.json").read_text())
+    report = json.loads((tmp_path / "m.int8.onnx.report.json").read_text())
     assert report["calibration"]["source"] == f"image folder {photos}" and not report["calibration"]["ground_truth"]
     # the budget decided: the fully quantized graph is within 1 dB (nothing reverted), not within the default 0.1
     fb = report["fallback"]

@@ -38,10 +38,22 @@ def test_split_graph_and_sidecar_names():
     assert {k: v.name for k, v in paths.items()} == {
         "model": "m.onnx", "encoder": "m.encoder.onnx", "decoder_full": "m.decoder_full.onnx",
         "decoder_light": "m.decoder_light.onnx", "gate": "m.gate.onnx"}
-    assert sidecar_path("out/m.engine").name == "m.json"
-    assert sidecar_path("out/m.gate.onnx").name == "m.json"
-    assert sidecar_path("out/m.decoder_light.xml").name == "m.json"
-    assert get_format("coreml").sidecar_path("x/net.v2.mlpackage").name == "net.v2.json"
+    assert sidecar_path("out/m.engine").name == "m.engine.json"
+    assert sidecar_path("out/m.gate.onnx").name == "m.onnx.json"
+    assert sidecar_path("out/m.decoder_light.xml").name == "m.xml.json"
+    assert get_format("coreml").sidecar_path("x/net.v2.mlpackage").name == "net.v2.mlpackage.json"
+
+
+def test_exports_of_one_stem_never_share_a_file():
+    """onnx, openvino, tensorrt (and its build ONNX), fp32 or int8: every file of one stem is its own."""
+    files = {}
+    for target in ("onnx", "openvino", "tensorrt", "coreml"):
+        fmt = get_format(target)
+        files[target] = {p.name for p in fmt.output_files(f"out/m{fmt.suffix}", "int8")}
+    names = [n for f in files.values() for n in f]
+    assert len(names) == len(set(names)), sorted(names)
+    assert "m.engine.onnx" in files["tensorrt"] and "m.onnx" not in files["tensorrt"]
+    assert {"m.xml.json", "m.xml.report.json", "m.encoder.bin"} <= files["openvino"]
 
 
 def test_validate_request_names_value_and_accepted_ones():
@@ -143,9 +155,9 @@ def test_artifact_backends_need_an_artifact_with_a_sidecar(tmp_path):
     with pytest.raises(ValueError, match="--artifact"):
         open_session("onnxruntime")
     (tmp_path / "m.onnx").write_bytes(b"")
-    with pytest.raises(ValueError, match="no sidecar m.json"):
+    with pytest.raises(ValueError, match="no sidecar m.onnx.json"):
         open_session("onnxruntime", artifact=str(tmp_path / "m.onnx"))
-    (tmp_path / "m.json").write_text(json.dumps({"format": SIDECAR_FORMAT, "backend": "openvino", "tile": 112,
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"format": SIDECAR_FORMAT, "backend": "openvino", "tile": 112,
                                                  "batch": 1, "graphs": {}}))
     with pytest.raises(ValueError, match="exported for the openvino backend"):
         open_session("onnxruntime", artifact=str(tmp_path / "m.onnx"))
@@ -271,7 +283,7 @@ def test_help_documents_the_int8_options():
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "--calib-data PATH" in text and "--budget-db FLOAT" in text and "[default: 0.1]" in text
-    assert "coreml gets W8A8" in text and "NAME.report.json" in text
+    assert "coreml gets W8A8" in text and "OUTPUT.report.json" in text
 
 
 def test_missing_calibration_library_names_the_install(tmp_path, monkeypatch):
