@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .calibrate.quantize import CALIBRATION_METHODS, LIBRARIES
+from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
 
 DEFAULT_MODEL = "dramnet_tiny"
 
@@ -26,29 +27,29 @@ from .cli_export import _validate_model  # noqa: E402
               help="Weight file (.safetensors or training .pt); it names its own model.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path),
               help="An FP32 `export --target onnx` artifact to quantize instead of exporting the model here.")
-@click.option("--tile", default=None, type=int,
+@click.option("--tile", default=None, type=TILE,
               help="Tile size (multiple of 112) when exporting from a model (default: the weights' own tile).")
 @click.option("--calib-data", type=click.Path(path_type=Path),
               help="Folder of images, or a paired dataset root (its blurred side is used). Default: the embedded "
                    "synthetic set (its training photos, a calibration seed; never the reporting photos).")
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path),
               help="Calibration recipe YAML (calibrate/*.yaml): tiles, held-out tiles, strata.")
-@click.option("--tiles", type=int, default=None,
+@click.option("--tiles", type=click.IntRange(min=4), default=None,
               help="Tiles in all (calibration + held out), split as the recipe does (default recipe: 64 + 16).")
-@click.option("--budget-db", type=float, default=0.1, show_default=True,
+@click.option("--budget-db", type=BUDGET_DB, default=0.1, show_default=True,
               help="Largest mean PSNR drop (dB) vs FP32 on the held-out tiles; the fallback reverts layer groups "
                    "to FP32 until it holds.")
-@click.option("--worst-budget-db", type=float, default=None,
+@click.option("--worst-budget-db", type=BUDGET_DB, default=None,
               help="Also bound the worst held-out tile's drop (dB). Off by default.")
 @click.option("--method", type=click.Choice(list(CALIBRATION_METHODS)), default="minmax", show_default=True,
               help="Activation range estimator.")
 @click.option("--library", type=click.Choice(list(LIBRARIES)), default="nncf", show_default=True,
               help="Quantizer: nncf (nncf.quantize on the ONNX graph) or ort (onnxruntime quantize_static).")
-@click.option("--tau", type=float, default=None,
+@click.option("--tau", type=TAU, default=None,
               help="Early-exit threshold (baked into the whole-model graph; the sharp/mild stratum boundary).")
-@click.option("--max-evals", type=int, default=48, show_default=True,
+@click.option("--max-evals", type=click.IntRange(min=2), default=48, show_default=True,
               help="ONNX Runtime evaluations the fallback may spend (sensitivity + reverts).")
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads for calibration and evaluation.")
+@click.option("--threads", type=POSITIVE, default=None, help="ONNX Runtime threads for calibration and evaluation.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The Q/DQ ONNX (m.int8.onnx); split graphs, the sidecar m.int8.onnx.json and "
                    "m.int8.onnx.report.json/.md go beside it.")

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
 from .export.formats import FORMATS, PRECISIONS
 
 DEFAULT_MODEL = "dramnet_tiny"
@@ -82,16 +83,16 @@ def _validate_model(ctx, param, value):
 @click.option("--fft", type=click.Choice(["dft", "native"]), default="dft", show_default=True,
               help="FFT form: fixed DFT matmuls (every target; fastest measured) or the native FFT op "
                    "(onnx, openvino; not with int8, which is calibrated on the DFT-free ONNX).")
-@click.option("--tile", default=224, show_default=True, type=int, help="Static tile size (multiple of 112).")
-@click.option("--batch", type=int, default=None,
+@click.option("--tile", default=224, show_default=True, type=TILE, help="Static tile size (multiple of 112).")
+@click.option("--batch", type=POSITIVE, default=None,
               help="Static batch size N. Default: a dynamic batch axis where the target has one (CoreML: 1).")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch axis, the default (TensorRT: profile 1/8/16).")
-@click.option("--tau", type=float, default=None,
+@click.option("--tau", type=TAU, default=None,
               help="Early-exit threshold baked into the whole-model graph and recorded in the sidecar.")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None,
               help="INT8 only: calibration images (a folder of images, or a paired dataset root whose blurred side "
                    "is used). Default: the embedded synthetic set.")
-@click.option("--budget-db", type=float, default=0.1, show_default=True,
+@click.option("--budget-db", type=BUDGET_DB, default=0.1, show_default=True,
               help="INT8 only: largest mean PSNR drop (dB) vs FP32 on held-out tiles. onnx / tensorrt / openvino "
                    "revert layer groups to float until it holds; coreml reports whether it holds.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
