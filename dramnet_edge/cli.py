@@ -149,8 +149,12 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
     if missing:
         raise ValueError(f"input not found: {', '.join(missing)}")
     targets = [outdir / (p.stem + ".png") for p in inputs]
-    if len(set(targets)) != len(targets):
-        raise ValueError("two inputs share a file stem; their outputs would overwrite each other")
+    seen: dict[Path, Path] = {}
+    for p, t in zip(inputs, targets):
+        if t in seen:
+            raise ValueError(f"inputs {seen[t]} and {p} would both be written to {t}; deblur them into separate "
+                             "--outdir folders")
+        seen[t] = p
     refuse_existing(targets, overwrite, inputs=inputs)
     sizes = [read_image_header(p) for p in inputs]  # a corrupt or foreign file fails before any work
 

@@ -33,11 +33,11 @@ class MultipleOf(click.IntRange):
         self.reason = reason
 
     def convert(self, value, param, ctx):
-        rv = super().convert(value, param, ctx)
-        if rv % self.step:
+        rv = click.INT.convert(value, param, ctx)
+        if rv < self.step or rv % self.step:
             why = f" ({self.reason})" if self.reason else ""
-            self.fail(f"{rv} is not a multiple of {self.step}{why}; accepted: {self.step}, {2 * self.step}, "
-                      f"{3 * self.step}, ...", param, ctx)
+            self.fail(f"{rv} is not a positive multiple of {self.step}{why}; accepted: {self.step}, "
+                      f"{2 * self.step}, {3 * self.step}, ...", param, ctx)
         return rv
 
 

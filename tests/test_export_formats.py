@@ -80,10 +80,10 @@ def test_int8_is_ready_wherever_it_is_accepted():
     (["--target", "tflite", "-o", "m.onnx"], "'tflite' is not one of"),
     (["--target", "onnx", "--int8", "--precision", "fp16", "-o", "m.onnx"], "--int8 and --precision fp16"),
     (["--target", "onnx", "--batch", "4", "--dynamic-batch", "-o", "m.onnx"], "--batch 4 and --dynamic-batch"),
-    (["--target", "onnx", "--batch", "0", "-o", "m.onnx"], "--batch must be >= 1"),
+    (["--target", "onnx", "--batch", "0", "-o", "m.onnx"], "'--batch': 0 is not in the range x>=1"),
     (["--target", "torch-tensorrt", "--precision", "int8", "-o", "m.ep"], "accepts: fp32, fp16"),
-    (["--target", "onnx", "--int8", "--budget-db", "0", "-o", "m.onnx"], "--budget-db must be a positive number"),
-    (["--target", "coreml", "--int8", "--budget-db", "nan", "-o", "m.mlpackage"], "--budget-db must be a positive"),
+    (["--target", "onnx", "--int8", "--budget-db", "0", "-o", "m.onnx"], "'--budget-db': 0.0 is not in the range x>0"),
+    (["--target", "coreml", "--int8", "--budget-db", "nan", "-o", "m.mlpackage"], "nan is not a finite number"),
     (["--target", "openvino", "--precision", "int8", "--calib-data", "nope", "-o", "m.xml"],
      "--calib-data nope: no such directory"),
     (["--target", "openvino", "--int8", "--fft", "native", "-o", "m.xml"], "--precision int8 (calibrated on the"),
@@ -267,11 +267,12 @@ def test_cli_flags_override_the_profile(tmp_path):
     # the profile's target gives way to --target, whose suffix rule then applies
     result = CliRunner().invoke(export, base + ["--target", "onnx", "-o", str(tmp_path / "m.mlpackage")])
     assert result.exit_code == 2 and "does not end in .onnx" in result.output
-    # the Jetson profile asks for INT8, so the INT8 flags apply (a bad budget stops it before any work) ...
+    # the Jetson profile asks for INT8, so the INT8 flags apply (a missing calibration folder stops it before any
+    # work) ...
     jetson = ["--profile", str(next(p for p in PROFILES if p.stem == "jetson-orin-int8")), "-o",
               str(tmp_path / "m.engine")]
-    result = CliRunner().invoke(export, jetson + ["--budget-db", "-1"])
-    assert result.exit_code == 2 and "--budget-db must be a positive number of dB, got -1.0" in result.output
+    result = CliRunner().invoke(export, jetson + ["--calib-data", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "nope: no such directory" in result.output
     # ... until --precision overrides it
     result = CliRunner().invoke(export, jetson + ["--precision", "fp16", "--budget-db", "0.3"])
     assert result.exit_code == 2 and "apply to --precision int8, not fp16" in result.output
@@ -282,7 +283,7 @@ def test_help_documents_the_int8_options():
     result = CliRunner().invoke(export, ["--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert "--calib-data PATH" in text and "--budget-db FLOAT" in text and "[default: 0.1]" in text
+    assert "--calib-data PATH" in text and "--budget-db FLOAT RANGE" in text and "[default: 0.1; x>0.0]" in text
     assert "coreml gets W8A8" in text and "OUTPUT.report.json" in text
 
 
