@@ -31,7 +31,7 @@ from dramnet_edge.export.fold import fold_model, split_graphs, example_inputs  #
 from dramnet_edge.export.formats import get_format  # noqa: E402
 from dramnet_edge.export.onnx2openvino import onnx_to_openvino  # noqa: E402
 from dramnet_edge.export.onnx_fp16 import convert_file_to_fp16  # noqa: E402
-from dramnet_edge.export.sidecar import parity_photos  # noqa: E402
+from dramnet_edge.export.sidecar import artifact_file_hashes, parity_photos  # noqa: E402
 from dramnet_edge.export.torch2onnx import export_onnx, ort_session  # noqa: E402
 from dramnet_edge.runtime.backends_onnxruntime import OnnxRuntimeSession  # noqa: E402
 from dramnet_edge.runtime.backends_openvino import OpenVINOSession  # noqa: E402
@@ -65,9 +65,10 @@ def derived_set(src_sidecar: Path, dest: Path, target: str, transform, **changes
     for graph, name in sidecar["graphs"].items():
         transform(src_sidecar.parent / name, paths[graph])
     sidecar.update(changes, target=target, backend=fmt.backend, graphs={g: p.name for g, p in paths.items()},
-                   size_bytes={g: artifact_size(p) for g, p in paths.items()})
-    (dest / "m.json").write_text(json.dumps(sidecar, indent=2))
-    return dest / "m.json"
+                   size_bytes={g: artifact_size(p) for g, p in paths.items()},
+                   files=artifact_file_hashes(dest, [p.name for p in paths.values()]))
+    fmt.sidecar_path(paths["model"]).write_text(json.dumps(sidecar, indent=2))
+    return fmt.sidecar_path(paths["model"])
 
 
 def bench_model(name: str, tile: int, frame_hw: tuple[int, int], out: Path, threads: int, repeat: int) -> dict:
@@ -80,7 +81,7 @@ def bench_model(name: str, tile: int, frame_hw: tuple[int, int], out: Path, thre
     fp32 = export_model(net, target="onnx", output=work / "onnx32" / "m.onnx", dynamic_batch=True, model_name=name,
                         log=lambda m: print(m, file=sys.stderr))
     export_s = time.perf_counter() - t0
-    side32 = work / "onnx32" / "m.json"
+    side32 = work / "onnx32" / "m.onnx.json"
     side16 = derived_set(side32, work / "onnx16", "onnx", lambda s, d: convert_file_to_fp16(s, d), precision="fp16")
     ov32 = derived_set(side32, work / "ov32", "openvino", lambda s, d: onnx_to_openvino(s, d, precision="fp32"))
     ov16 = derived_set(side32, work / "ov16", "openvino", lambda s, d: onnx_to_openvino(s, d, precision="fp16"),

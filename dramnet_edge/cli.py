@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_types import NON_NEGATIVE, POSITIVE, TAU, TILE_MULTIPLE
 
 from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 
@@ -65,7 +66,8 @@ def _validate_model(ctx, param, value):
 
 @main.command()
 @click.argument("model", callback=_validate_model)
-@click.option("--tile", default=224, show_default=True, type=int, help="Tile size (pixels) the MACs are counted at.")
+@click.option("--tile", default=224, show_default=True, type=POSITIVE,
+              help="Tile size (pixels) the MACs are counted at (DRAMNet: a multiple of 112).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def info(model: str, tile: int, as_json: bool):
     """Parameters per component and MACs of MODEL at one TILE x TILE tile.
@@ -78,6 +80,9 @@ def info(model: str, tile: int, as_json: bool):
     from .models import create_model
     from .models.summary import count_macs, param_report
 
+    if model.startswith("dramnet") and tile % TILE_MULTIPLE:
+        raise click.BadParameter(f"{tile} is not a multiple of {TILE_MULTIPLE} (DRAMNet: 14-pixel patches x 3 "
+                                 f"halvings); accepted: 112, 224, 336, ...", param_hint="'--tile'")
     overrides = {"tile": tile} if model.startswith("dramnet") else {}
     with torch.device("meta"):
         net = create_model(model, **overrides)
@@ -113,10 +118,11 @@ def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None)
 @click.option("--model", callback=_validate_model, help=f"Registered variant (default: {DEFAULT_MODEL}, shipped weights).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Weight file (.safetensors or training .pt); it names its own model.")
-@click.option("--tau", type=float, default=None,
+@click.option("--tau", type=TAU, default=None,
               help="Early-exit threshold: tiles whose max blur score is below it take the light decoder path.")
-@click.option("--overlap", default=32, show_default=True, type=int, help="Tile overlap in pixels (blended).")
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per inference batch.")
+@click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE,
+              help="Tile overlap in pixels (blended; below half the tile).")
+@click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles per inference batch.")
 @click.option("--backend", type=click.Choice(_backend_choices()), default="torch", show_default=True,
               help="torch runs --model/--checkpoint; the others run an exported --artifact.")
 @click.option("--artifact", type=click.Path(path_type=Path),
@@ -127,24 +133,30 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
     """Deblur INPUT images of any size (8/16-bit PNG, JPEG, grayscale, alpha) tile by tile.
 
     Overlapping tiles are blended without seams; results go to OUTDIR as same-named PNGs keeping the
-    input's bit depth, grayscale and alpha. Prints what fraction of tiles exited early.
+    input's bit depth, grayscale and alpha. Prints what fraction of tiles exited early. Every input's header
+    is checked first; then images are read, restored and written one at a time (memory holds one image), with
+    a progress bar over the tiles of large images. An input is never written over, --overwrite or not.
     """
     import torch
+    from tqdm import tqdm
 
-    from .data.io import read_image, write_image
+    from .data.io import read_image, read_image_header, write_image
+    from .export.formats import refuse_existing
     from .runtime.session import open_session
-    from .runtime.tiling import deblur_image
+    from .runtime.tiling import count_tiles, deblur_image
 
     missing = [str(p) for p in inputs if not p.is_file()]
     if missing:
         raise ValueError(f"input not found: {', '.join(missing)}")
     targets = [outdir / (p.stem + ".png") for p in inputs]
-    if len(set(targets)) != len(targets):
-        raise ValueError("two inputs share a file stem; their outputs would overwrite each other")
-    clobber = [str(t) for t in targets if t.exists()]
-    if clobber and not overwrite:
-        raise ValueError(f"output exists: {clobber[0]} (pass --overwrite to replace)")
-    images = [read_image(p) for p in inputs]  # read everything first: a corrupt file fails before any work
+    seen: dict[Path, Path] = {}
+    for p, t in zip(inputs, targets):
+        if t in seen:
+            raise ValueError(f"inputs {seen[t]} and {p} would both be written to {t}; deblur them into separate "
+                             "--outdir folders")
+        seen[t] = p
+    refuse_existing(targets, overwrite, inputs=inputs)
+    sizes = [read_image_header(p) for p in inputs]  # a corrupt or foreign file fails before any work
 
     if backend == "torch":
         if artifact is not None:
@@ -155,19 +167,32 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
         from .cli_export import open_artifact_session
 
         session, name = open_artifact_session(backend, artifact, model=model, checkpoint=checkpoint, device=device)
+    if not 0 <= overlap < session.tile // 2:
+        raise ValueError(f"--overlap must be in [0, {session.tile // 2}) for tile {session.tile}, got {overlap}")
     outdir.mkdir(parents=True, exist_ok=True)
     total_tiles = total_exit = 0
-    for path, img, target in zip(inputs, images, targets):
+    for path, (width, height), target in zip(inputs, sizes, targets):
         t0 = time.perf_counter()
-        restored, stats = deblur_image(session, img.image.numpy(), tau=tau, overlap=overlap, batch_size=batch_size)
+        img = read_image(path)
+        n_tiles = count_tiles(height, width, session.tile, overlap)
+        # A bar only where it helps: a few batches finish before one could be read.
+        with tqdm(total=n_tiles, unit="tile", desc=path.name, leave=False, file=sys.stderr,
+                  disable=n_tiles <= PROGRESS_MIN_TILES) as bar:
+            restored, stats = deblur_image(session, img.image.numpy(), tau=tau, overlap=overlap,
+                                           batch_size=batch_size, progress=bar.update)
         write_image(target, img.with_image(torch.from_numpy(restored)))
+        del img, restored  # one image in memory at a time
         total_tiles += stats.tiles
         total_exit += stats.exited
-        click.echo(f"{path} -> {target}  ({img.image.shape[2]}x{img.image.shape[1]}, {stats.tiles} tiles, "
+        click.echo(f"{path} -> {target}  ({width}x{height}, {stats.tiles} tiles, "
                    f"{time.perf_counter() - t0:.2f} s)")
     frac = total_exit / total_tiles if total_tiles else 0.0
     tau_txt = "no early exit (no --tau)" if tau is None else f"tau={tau:g}"
     click.echo(f"{name}: {total_exit}/{total_tiles} tiles exited early ({100 * frac:.1f} %), {tau_txt}")
+
+
+#: Images with more tiles than this get a progress bar (tiles, rate, ETA) on stderr.
+PROGRESS_MIN_TILES = 64
 
 
 def _attach_commands() -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from .cli_types import NON_NEGATIVE, POSITIVE
+
 
 def _echo_err(msg: str) -> None:
     click.echo(msg, err=True)
@@ -41,18 +43,19 @@ def _write(path: Path, text: str) -> None:
 @click.command("validate")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Held-out pairs: a dataset root (GoPro, RealBlur, REDS, RSBlur layouts; make_synthetic_pairs "
-                   "writes GoPro) or any folder with blur/ and sharp/ folders of same-named images.")
+              help="Held-out pairs: a dataset root (GoPro, RealBlur, REDS, RSBlur layouts; the Python function "
+                   "dramnet_edge.data.make_synthetic_pairs writes GoPro) or any folder with blur/ and sharp/ folders "
+                   "of same-named images.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--limit", type=int, default=None, help="Score only the first N pairs.")
+@click.option("--limit", type=POSITIVE, default=None, help="Score only the first N pairs.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="The FP32 weight file the artifacts were exported from (found from the sidecar otherwise).")
 @click.option("--tau", default=None, metavar="T|S:T",
               help="Exit policy for artifact and reference: T = light path below T, S:T = also skip below S.")
-@click.option("--overlap", default=32, show_default=True, type=int, help="Tile overlap in pixels.")
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per inference batch.")
+@click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE, help="Tile overlap in pixels.")
+@click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles per inference batch.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (TensorRT runs on CUDA).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime / OpenVINO.")
+@click.option("--threads", type=POSITIVE, default=None, help="CPU threads for torch / ONNX Runtime / OpenVINO.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @_usage_errors
 def validate_command(artifacts, data, split, limit, checkpoint, tau, overlap, batch_size, device, threads, as_json):
@@ -90,13 +93,13 @@ def validate_command(artifacts, data, split, limit, checkpoint, tau, overlap, ba
 @click.option("--tau", "taus", default="none", show_default=True, metavar="LIST",
               help="Comma-separated exit policies: none | T (light path below T) | S:T (skip below S, light below "
                    "T) | S: (skip only). The no-exit baseline is always run.")
-@click.option("--warmup", default=1, show_default=True, type=int,
+@click.option("--warmup", default=1, show_default=True, type=POSITIVE,
               help="Untimed passes per run before timing (>= 1; the first scores quality and memory).")
-@click.option("--repeat", default=3, show_default=True, type=int, help="Timed passes over the images per run.")
-@click.option("--overlap", default=32, show_default=True, type=int, help="Tile overlap in pixels.")
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per inference batch.")
+@click.option("--repeat", default=3, show_default=True, type=POSITIVE, help="Timed passes over the images per run.")
+@click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE, help="Tile overlap in pixels.")
+@click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles per inference batch.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (TensorRT runs on CUDA).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch / ONNX Runtime / OpenVINO.")
+@click.option("--threads", type=POSITIVE, default=None, help="CPU threads for torch / ONNX Runtime / OpenVINO.")
 @click.option("--no-power", is_flag=True, help="Do not sample power (Jetson tegrastats/jtop).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result JSON.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a Markdown report.")
@@ -140,8 +143,9 @@ def bench_command(artifacts, checkpoint, images, targets, taus, warmup, repeat, 
               help="Output folder: model, artifacts, data, report.md, summary.json, plots/.")
 @click.option("--fast", is_flag=True,
               help="A few training steps, the smallest data, a small ONNX calibration: checks the plumbing. The "
-                   "exports and the OpenVINO INT8 calibration still run in full (about 10 min on 2 shared cores).")
-@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
+                   "exports and the OpenVINO INT8 calibration still run in full, so it saves less time than the "
+                   "step counts suggest.")
+@click.option("--threads", type=POSITIVE, default=None, help="CPU threads (default: torch's).")
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty OUT (its training run is replaced).")
 def quickstart_command(out, fast, threads, overwrite):
     """Train -> export (onnx, openvino; fp32 and int8) -> calibrate -> validate -> bench, with every step

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .calibrate.quantize import CALIBRATION_METHODS, LIBRARIES
+from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
 
 from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 
@@ -26,31 +27,32 @@ from .cli_export import _validate_model  # noqa: E402
               help="Weight file (.safetensors or training .pt); it names its own model.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path),
               help="An FP32 `export --target onnx` artifact to quantize instead of exporting the model here.")
-@click.option("--tile", default=None, type=int,
+@click.option("--tile", default=None, type=TILE,
               help="Tile size (multiple of 112) when exporting from a model (default: the weights' own tile).")
 @click.option("--calib-data", type=click.Path(path_type=Path),
               help="Folder of images, or a paired dataset root (its blurred side is used). Default: the embedded "
                    "synthetic set (its training photos, a calibration seed; never the reporting photos).")
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path),
               help="Calibration recipe YAML (calibrate/*.yaml): tiles, held-out tiles, strata.")
-@click.option("--tiles", type=int, default=None,
+@click.option("--tiles", type=click.IntRange(min=4), default=None,
               help="Tiles in all (calibration + held out), split as the recipe does (default recipe: 64 + 16).")
-@click.option("--budget-db", type=float, default=0.1, show_default=True,
+@click.option("--budget-db", type=BUDGET_DB, default=0.1, show_default=True,
               help="Largest mean PSNR drop (dB) vs FP32 on the held-out tiles; the fallback reverts layer groups "
                    "to FP32 until it holds.")
-@click.option("--worst-budget-db", type=float, default=None,
+@click.option("--worst-budget-db", type=BUDGET_DB, default=None,
               help="Also bound the worst held-out tile's drop (dB). Off by default.")
 @click.option("--method", type=click.Choice(list(CALIBRATION_METHODS)), default="minmax", show_default=True,
               help="Activation range estimator.")
 @click.option("--library", type=click.Choice(list(LIBRARIES)), default="nncf", show_default=True,
               help="Quantizer: nncf (nncf.quantize on the ONNX graph) or ort (onnxruntime quantize_static).")
-@click.option("--tau", type=float, default=None,
+@click.option("--tau", type=TAU, default=None,
               help="Early-exit threshold (baked into the whole-model graph; the sharp/mild stratum boundary).")
-@click.option("--max-evals", type=int, default=48, show_default=True,
+@click.option("--max-evals", type=click.IntRange(min=2), default=48, show_default=True,
               help="ONNX Runtime evaluations the fallback may spend (sensitivity + reverts).")
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads for calibration and evaluation.")
+@click.option("--threads", type=POSITIVE, default=None, help="ONNX Runtime threads for calibration and evaluation.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="The Q/DQ ONNX (m.int8.onnx); split graphs, the .json sidecar and m.int8.report.json/.md go beside it.")
+              help="The Q/DQ ONNX (m.int8.onnx); split graphs, the sidecar m.int8.onnx.json and "
+                   "m.int8.onnx.report.json/.md go beside it.")
 @click.option("--no-check", is_flag=True, help="Skip the parity check on photos.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
 def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
@@ -65,7 +67,7 @@ def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, bud
     Weights int8 symmetric per channel, activations int8 symmetric per tensor, zero-points 0. The DFT path, softmax
     attention, the blur-map head and the last convolution stay FP32; then the layer groups whose quantization costs
     most go back to FP32 until the held-out drop is within --budget-db. Writes the four graphs the runtime uses,
-    NAME.json (sidecar) and NAME.report.json/.md (strata, per-group sensitivity, reverted groups, mean and worst drop).
+    OUTPUT.json (sidecar) and OUTPUT.report.json/.md (strata, per-group sensitivity, reverted groups, mean and worst drop).
     """
     try:
         _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
@@ -85,8 +87,6 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
         check_budget(worst_budget_db)
     if not output.name.endswith(".onnx") or output.name == ".onnx":
         raise ValueError(f"output {str(output)!r} must end in .onnx (the Q/DQ model)")
-    if calib_data is not None and not calib_data.is_dir():
-        raise ValueError(f"--calib-data {calib_data}: no such directory")
     if onnx_path is not None and (model is not None or checkpoint is not None or tile is not None):
         raise ValueError("--onnx quantizes an existing FP32 export: it names its own model and tile, so --model, "
                          "--checkpoint and --tile do not apply")
@@ -102,8 +102,14 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
         raise ValueError(f"--max-evals must be >= 2, got {max_evals}")
     if tau is not None and not 0.0 <= tau <= 1.0:
         raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
-    if output.exists() and not overwrite:
-        raise ValueError(f"output exists: {output} (pass --overwrite to replace)")
+    from .calibrate.tiles import check_calib_folder
+    from .export.formats import get_format, refuse_existing
+
+    if calib_data is not None:
+        check_calib_folder(calib_data)
+    # Every file calibrate writes, checked before any work (the FP32 --onnx export's files are never written over).
+    refuse_existing(get_format("onnx").output_files(output, "int8"), overwrite,
+                    inputs=[p for p in (checkpoint, onnx_path) if p is not None])
     settings = QuantSettings(library=library, method=method)
     recipe = load_recipe(recipe_path) if recipe_path is not None else CalibrationRecipe()
 
@@ -118,7 +124,7 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
     report = calibrate(
         output=output, model=net, model_name=name, checkpoint=source, onnx=onnx_path, calib_data=calib_data,
         recipe=recipe, tiles=tiles, budget_db=budget_db, settings=settings, tau=tau, max_evals=max_evals,
-        worst_budget_db=worst_budget_db, check=not no_check, threads=threads, log=log,
+        worst_budget_db=worst_budget_db, check=not no_check, threads=threads, log=log, overwrite=overwrite,
     )
     final = report["final"]["model"]
     json_path, md_path = report_paths(output)

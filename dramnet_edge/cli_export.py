@@ -2,9 +2,9 @@
 
 Registered on the main group by ``cli.py`` (``main.add_command(export)``). Bad input (unknown target, wrong
 suffix, incompatible flags, a precision the target lacks or that is not available yet, a missing SDK, a bad INT8
-budget or calibration folder) ends with one ``Error: ...`` line and exit code 2 before any work is done, except that
-a TensorRT export on a machine without TensorRT first writes (and for INT8 calibrates) and lints the ONNX it would
-build from, then says what to install.
+budget or an empty calibration folder, an output file that exists) ends with one ``Error: ...`` line and exit code 2
+before any work is done, except that a TensorRT export on a machine without TensorRT says so up front, writes (and
+for INT8 calibrates) and lints the ONNX it would build from (``m.engine.onnx``), then stops with what to install.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
 from .export.formats import FORMATS, PRECISIONS
 
 from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
@@ -82,20 +83,21 @@ def _validate_model(ctx, param, value):
 @click.option("--fft", type=click.Choice(["dft", "native"]), default="dft", show_default=True,
               help="FFT form: fixed DFT matmuls (every target; fastest measured) or the native FFT op "
                    "(onnx, openvino; not with int8, which is calibrated on the DFT-free ONNX).")
-@click.option("--tile", default=224, show_default=True, type=int, help="Static tile size (multiple of 112).")
-@click.option("--batch", type=int, default=None,
+@click.option("--tile", default=224, show_default=True, type=TILE, help="Static tile size (multiple of 112).")
+@click.option("--batch", type=POSITIVE, default=None,
               help="Static batch size N. Default: a dynamic batch axis where the target has one (CoreML: 1).")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch axis, the default (TensorRT: profile 1/8/16).")
-@click.option("--tau", type=float, default=None,
+@click.option("--tau", type=TAU, default=None,
               help="Early-exit threshold baked into the whole-model graph and recorded in the sidecar.")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None,
               help="INT8 only: calibration images (a folder of images, or a paired dataset root whose blurred side "
                    "is used). Default: the embedded synthetic set.")
-@click.option("--budget-db", type=float, default=0.1, show_default=True,
+@click.option("--budget-db", type=BUDGET_DB, default=0.1, show_default=True,
               help="INT8 only: largest mean PSNR drop (dB) vs FP32 on held-out tiles. onnx / tensorrt / openvino "
                    "revert layer groups to float until it holds; coreml reports whether it holds.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Artifact path; its suffix must match --target. Split graphs and the .json sidecar go beside it.")
+              help="Artifact path; its suffix must match --target. Split graphs and the sidecar OUTPUT.json go "
+                   "beside it.")
 @click.option("--no-check", is_flag=True, help="Skip re-loading the artifact and measuring parity against PyTorch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
 @click.pass_context
@@ -115,11 +117,13 @@ def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, 
       dramnet-edge export --profile export/jetson-orin-int8.yaml -o dramnet.engine   (on the Jetson)
     Besides OUTPUT it writes the split graphs the runtime dispatches the early exit with (NAME.encoder.X,
     NAME.decoder_full.X, NAME.decoder_light.X, and NAME.gate.X, the skip gate that lets skipped tiles bypass the
-    encoder; FP32 even in INT8 exports) and NAME.json (model, checkpoint hash, tile, precision, versions, parity).
+    encoder; FP32 even in INT8 exports) and OUTPUT.json (model, checkpoint hash, SHA-256 of every file, tile,
+    precision, versions, parity); TensorRT also keeps the ONNX its engines are built from (OUTPUT.onnx). Files of
+    an earlier export are never replaced without --overwrite.
     Load it with `dramnet-edge deblur --backend BACKEND --artifact OUTPUT`.
     \b
     INT8 is calibrated on blur-stratified tiles (--calib-data, else the embedded synthetic set) and writes
-    NAME.report.json: onnx and tensorrt get a symmetric Q/DQ ONNX (zero-point 0; TensorRT builds its engines from
+    OUTPUT.report.json: onnx and tensorrt get a symmetric Q/DQ ONNX (zero-point 0; TensorRT builds its engines from
     it), openvino an NNCF INT8 IR, both with layer groups reverted to float until the held-out drop is within
     --budget-db; coreml gets W8A8 (iOS 17+) from coremltools' quantizer, its drop measured in torch (no fallback).
     """
@@ -163,7 +167,7 @@ def _apply_profile(ctx, path: Path, **given):
 def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
             overwrite, calib_data=None, budget_db=0.1, calib_given=False):
     from .export.exporter import check_int8_request, export_model
-    from .export.formats import require_sdk, validate_request
+    from .export.formats import refuse_existing, require_sdk, validate_request
 
     if int8 and precision not in (None, "int8"):
         raise ValueError(f"--int8 and --precision {precision} contradict each other; give one of them")
@@ -177,15 +181,20 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
         raise ValueError(f"--calib-data and --budget-db apply to --precision int8, not {precision}")
     if target != "tensorrt":
         require_sdk(fmt)
-    if output.exists() and not overwrite:
-        raise ValueError(f"output exists: {output} (pass --overwrite to replace)")
     if checkpoint is not None and not checkpoint.is_file():
         raise ValueError(f"checkpoint not found: {checkpoint}")
+    # Every file this export writes, checked before any work: nothing of an earlier export is replaced silently.
+    refuse_existing(fmt.output_files(output, precision), overwrite,
+                    inputs=[checkpoint] if checkpoint is not None else [])
+    if target == "tensorrt" and fmt.missing_modules():
+        click.echo(f"note: TensorRT is not installed here: this writes only the linted ONNX the engines would be "
+                   f"built from ({fmt.build_onnx_path(output)} and its split graphs), then stops with exit code 2; "
+                   f"to build engines: {fmt.install_hint()}", err=True)
     net, name, source = load_export_model(model, checkpoint, tile)
     sidecar = export_model(
         net, target=target, output=output, precision=precision, fft=fft, batch=batch, dynamic_batch=dynamic_batch,
         tau=tau, model_name=name, checkpoint=source, check=not no_check, log=lambda m: click.echo(m, err=True),
-        calib_data=calib_data, budget_db=budget_db,
+        calib_data=calib_data, budget_db=budget_db, overwrite=overwrite,
     )
     parity = sidecar.get("parity") or {}
     status = "not measured" if not parity or parity.get("ok") is None else ("ok" if parity["ok"] else "BELOW TARGET")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from .cli_types import NON_NEGATIVE, POSITIVE, TILE, MultipleOf
+
 DEFAULT_PSEUDO_DEPTH_SIZE = 896
 
 
@@ -79,11 +81,12 @@ def train_command(config_path, overrides, resume, out, overwrite, quiet):
 @click.option("--data", "data", required=True,
               help="Dataset folder (GoPro, RealBlur, REDS, RSBlur layouts) or 'synthetic' for held-out synthetic pairs.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--crop", type=int, default=None, help="Score a centre crop of N x N pixels (a multiple of 14).")
+@click.option("--crop", type=MultipleOf(14, "ViT patches"), default=None, help="Score a centre crop of N x N pixels (a multiple of 14).")
 @click.option("--full", is_flag=True, help="Score whole images (the default; tiled for DRAMNet).")
-@click.option("--limit", type=int, default=None, help="Score only the first N pairs (synthetic default: 64).")
-@click.option("--overlap", default=32, show_default=True, help="Tile overlap for whole images (DRAMNet).")
-@click.option("--batch-size", default=8, show_default=True, help="Tiles (or crops) per forward pass.")
+@click.option("--limit", type=POSITIVE, default=None, help="Score only the first N pairs (synthetic default: 64).")
+@click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE,
+              help="Tile overlap for whole images (DRAMNet).")
+@click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles (or crops) per forward pass.")
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_command(checkpoint, data, split, crop, full, limit, overlap, batch_size, device, as_json):
@@ -185,7 +188,7 @@ def _prepare_for_teacher(image, size: int):
               help="Variant whose encoder matches the teacher: dramnet_s (ViT-S), dramnet_b (ViT-B), dramnet_l (ViT-L).")
 @click.option("--split", "splits", multiple=True, default=("train", "test"), show_default=True,
               type=click.Choice(["train", "val", "test"]), help="Splits whose sharp frames get maps (repeatable).")
-@click.option("--size", default=DEFAULT_PSEUDO_DEPTH_SIZE, show_default=True,
+@click.option("--size", default=DEFAULT_PSEUDO_DEPTH_SIZE, show_default=True, type=TILE,
               help="Teacher input side (a multiple of 112): frames are resized so the long side is SIZE and padded "
                    "to a square. 896 gives a 720p frame a 504-pixel short side, near Depth-Anything-V2's 518.")
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1).")

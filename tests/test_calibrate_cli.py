@@ -17,7 +17,8 @@ def _error(args):
 @pytest.mark.parametrize("budget", ["0", "-0.1", "nan", "inf"])
 def test_bad_budget(tmp_path, budget):
     code, lines = _error(["--budget-db", budget, "-o", str(tmp_path / "m.int8.onnx")])
-    assert code == 2 and len(lines) == 1 and "--budget-db must be a positive number" in lines[0]
+    assert code == 2 and len(lines) == 1 and "'--budget-db'" in lines[0] and budget in lines[0]
+    assert "x>0" in lines[0]  # the accepted range
     assert not (tmp_path / "m.int8.onnx").exists()
 
 
@@ -32,9 +33,9 @@ def test_missing_calibration_folder(tmp_path):
     (["--onnx", "{tmp}/missing.onnx", "-o", "{tmp}/m.int8.onnx"], "file not found"),
     (["--checkpoint", "{tmp}/missing.safetensors", "-o", "{tmp}/m.int8.onnx"], "checkpoint not found"),
     (["--tile", "100", "-o", "{tmp}/m.int8.onnx"], "multiple of 112"),
-    (["--tiles", "2", "-o", "{tmp}/m.int8.onnx"], "--tiles must be >= 4"),
-    (["--tau", "1.5", "-o", "{tmp}/m.int8.onnx"], "--tau must be in [0, 1]"),
-    (["--max-evals", "1", "-o", "{tmp}/m.int8.onnx"], "--max-evals must be >= 2"),
+    (["--tiles", "2", "-o", "{tmp}/m.int8.onnx"], "'--tiles': 2 is not in the range x>=4"),
+    (["--tau", "1.5", "-o", "{tmp}/m.int8.onnx"], "'--tau': 1.5 is not in the range 0.0<=x<=1.0"),
+    (["--max-evals", "1", "-o", "{tmp}/m.int8.onnx"], "'--max-evals': 1 is not in the range x>=2"),
     (["--recipe", "{tmp}/missing.yaml", "-o", "{tmp}/m.int8.onnx"], "recipe not found"),
 ])
 def test_bad_arguments(tmp_path, args, message):
@@ -63,3 +64,12 @@ def test_budget_check_is_shared_with_the_library():
     for bad in (0, -1, math.nan, math.inf):
         with pytest.raises(ValueError, match="--budget-db"):
             check_budget(bad)
+
+
+def test_an_existing_report_or_sidecar_is_not_overwritten_either(tmp_path):
+    for name in ("m.int8.onnx.json", "m.int8.onnx.report.md", "m.int8.encoder.onnx"):
+        kept = tmp_path / name
+        kept.write_bytes(b"keep")
+        code, lines = _error(["-o", str(tmp_path / "m.int8.onnx")])
+        assert code == 2 and f"output exists: {kept}" in lines[0] and kept.read_bytes() == b"keep"
+        kept.unlink()

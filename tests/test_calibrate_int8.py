@@ -34,6 +34,18 @@ from test_export_fold import trained_like
 
 TILE = 112
 RECIPE = CalibrationRecipe(tiles=9, holdout=3, candidates_per_tile=1)
+FIXTURE_BUDGET_DB = 0.06
+
+
+def _photo_folder(folder):
+    """Two scikit-image photos that are not the parity photos, as a --calib-data folder."""
+    import cv2
+    import skimage.data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("rocket", "immunohistochemistry"):
+        cv2.imwrite(str(folder / f"{name}.png"), getattr(skimage.data, name)()[..., ::-1])
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +62,15 @@ def run(tmp_path_factory):
     sidecar = build_sidecar(target="onnx", backend="onnxruntime", model_name="dramnet_tiny", checkpoint=None,
                             tile=TILE, precision="fp32", fft="dft", tau=None, batch="dynamic",
                             graphs={g: p.name for g, p in fp32_paths.items()}, opset=18, parity=None)
-    write_sidecar(d / "fp32" / "m.json", sidecar)
+    write_sidecar(d / "fp32" / "m.onnx.json", sidecar)
     out = d / "q" / "m.int8.onnx"
-    # a toy budget well under the fully quantized drop, so the fallback has to revert groups
-    report = calibrate(output=out, onnx=fp32_paths["model"], recipe=RECIPE, budget_db=0.02, max_evals=12, threads=1)
+    # Calibrated on a folder of photos (no ground truth), the drop is measured against the FP32 output: above zero
+    # whenever INT8 changes anything, on any CPU (~0.10 dB here). Against ground truth a random-weight model's
+    # drop is noise around zero whose sign depends on the CPU's INT8 kernels (-0.003 dB on this machine, -0.005 on
+    # an AVX-512/VNNI one), which left the fallback nothing to do there. 0.06 dB sits well below the measured drop
+    # and above what reverting the most sensitive group leaves (~0.04 dB), so the fallback reverts and meets it.
+    report = calibrate(output=out, onnx=fp32_paths["model"], calib_data=_photo_folder(d / "photos"), recipe=RECIPE,
+                       budget_db=FIXTURE_BUDGET_DB, max_evals=12, threads=1)
     yield SimpleNamespace(net=net, folded=folded, fp32=fp32_paths, out=out, report=report,
                           paths=get_format("onnx").artifact_paths(out), dir=d)
     torch.set_num_threads(threads)
@@ -144,7 +161,7 @@ def test_onnxruntime_runs_it_and_psnr_vs_fp32_is_sane(run):
     int8, exited = open_session("onnxruntime", artifact=str(run.out)).infer(photos, None)
     assert np.isfinite(int8).all() and not exited.any()
     assert psnr_db(int8, fp32).min() > 30.0
-    sidecar = json.loads(run.out.with_suffix(".json").read_text())
+    sidecar = json.loads(run.out.with_name(run.out.name + ".json").read_text())
     assert sidecar["precision"] == "int8" and sidecar["target"] == "onnx"
     assert sidecar["graphs"] == {g: p.name for g, p in run.paths.items()}
     assert sidecar["quantization"]["scheme"].startswith("int8 symmetric")
@@ -152,8 +169,8 @@ def test_onnxruntime_runs_it_and_psnr_vs_fp32_is_sane(run):
 
 
 def test_report_holds_strata_sensitivity_reverts_and_drops(run):
-    json_path = run.out.with_name("m.int8.report.json")
-    md_path = run.out.with_name("m.int8.report.md")
+    json_path = run.out.with_name("m.int8.onnx.report.json")
+    md_path = run.out.with_name("m.int8.onnx.report.md")
     report = json.loads(json_path.read_text())
     cal = report["calibration"]
     assert sum(cal["calibration_strata"].values()) == cal["calibration_tiles"] == RECIPE.tiles
@@ -189,7 +206,8 @@ def fallback_setup(run):
     quantize_onnx(run.fp32["model"], path, batches({"x": cs.calib.blurred}, None), settings=QuantSettings("ort"),
                   exclude=layers.sensitive_nodes())
     fp32_hold = OnnxGraph(fp32, threads=1).run({"x": cs.holdout.blurred})[0]
-    evaluator = DropEvaluator({"x": cs.holdout.blurred}, fp32_hold, cs.holdout.sharp, threads=1)
+    # against the FP32 output (sharp=None): a drop above zero on any CPU, so "reverts are needed" always holds
+    evaluator = DropEvaluator({"x": cs.holdout.blurred}, fp32_hold, None, threads=1)
     return SimpleNamespace(qdq=load_onnx(path), fp32=fp32, layers=layers, evaluate=evaluator, path=path)
 
 
@@ -255,12 +273,12 @@ def test_openvino_int8_export_compiles_runs_and_reports(run, tmp_path, monkeypat
     assert all(p.is_file() and p.with_suffix(".bin").is_file() for p in xml_paths.values())
     assert all(info["fake_quantize"] > 0 for info in sidecar["openvino_int8"].values())
     assert sidecar["precision"] == "int8" and sidecar["source"] == "onnx" and sidecar["quantization"]["budget_db"] == 3.0
-    assert sidecar["report"] == "m.report.json" and (tmp_path / "m.report.md").is_file()
+    assert sidecar["report"] == "m.xml.report.json" and (tmp_path / "m.xml.report.md").is_file()
     # parity of the written IR through the openvino runtime backend, against PyTorch (measured, not skipped)
     parity = sidecar["parity"]
     for g in ("model", "full", "light"):
         assert parity[g]["nan_or_inf"] == 0 and parity[g]["psnr_db_min"] > 25.0, (g, parity[g])
-    report = json.loads((tmp_path / "m.report.json").read_text())
+    report = json.loads((tmp_path / "m.xml.report.json").read_text())
     assert report["fallback"]["openvino"][0]["step"] == 0  # OpenVINO-in-the-loop steps are reported
     final = report["final"]  # measured on the compiled IR
     for key in ("model", "split_full", "split_light"):
@@ -300,45 +318,40 @@ def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_
     assert result.exit_code == 2, result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0], result.output
-    paths = get_format("onnx").artifact_paths(out.with_suffix(".onnx"))
+    paths = get_format("onnx").artifact_paths(out.with_name("m.engine.onnx"))
     for g, p in paths.items():
         check_qdq_for_tensorrt(p)
         assert lint_onnx(p) == [] and (g == "gate" or quantized_nodes(load_onnx(p)))
         assert check_tensorrt_conformance(p)["problems"] == []  # TensorRT 10.3: operators, opset, Q/DQ rules
-    report = json.loads((tmp_path / "trt" / "m.report.json").read_text())
+    report = json.loads((tmp_path / "trt" / "m.engine.report.json").read_text())
     assert report["settings"]["library"] == "ort" and report["source"] == "export --target tensorrt --precision int8"
     assert not out.exists()
 
 
 @pytest.mark.slow
 def test_export_int8_onnx_through_the_cli_with_calib_data_and_budget(run, tmp_path, monkeypatch):
-    import cv2
-    import skimage.data
-
     from dramnet_edge.cli_export import export
     from dramnet_edge.models.checkpoint import save_weights
 
     _reuse_fp32_graphs(run, monkeypatch)
     _small_calibration(monkeypatch)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("rocket", "immunohistochemistry"):  # not the parity photos
-        cv2.imwrite(str(photos / f"{name}.png"), getattr(skimage.data, name)()[..., ::-1])
+    photos = _photo_folder(tmp_path / "photos")
     save_weights(run.net, tmp_path / "tiny.safetensors")
     out = tmp_path / "m.int8.onnx"
     result = CliRunner().invoke(export, ["--checkpoint", str(tmp_path / "tiny.safetensors"), "--target", "onnx",
                                          "--int8", "--tile", str(TILE), "--calib-data", str(photos), "--budget-db",
                                          "1.0", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "INT8 drop" in result.output and "m.int8.report.json" in result.output
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert "INT8 drop" in result.output and "m.int8.onnx.report.json" in result.output
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     assert sidecar["precision"] == "int8" and sidecar["quantization"]["budget_db"] == 1.0
     assert sidecar["parity"]["model"]["nan_or_inf"] == 0 and sidecar["parity"]["ok"]
-    report = json.loads((tmp_path / "m.int8.report.json").read_text())
+    report = json.loads((tmp_path / "m.int8.onnx.report.json").read_text())
     assert report["calibration"]["source"] == f"image folder {photos}" and not report["calibration"]["ground_truth"]
-    # the budget decided: the fully quantized graph is within 1 dB (nothing reverted), not within the default 0.1
+    # the budget decided: the fully quantized graph is within 1 dB, nothing reverted (its drop against the FP32
+    # output is ~0.1 dB: comparing it with the default 0.1 dB budget would depend on the CPU's INT8 kernels)
     fb = report["fallback"]
-    assert report["budget_db"] == 1.0 and 0.1 < fb["initial"]["drop_db_mean"] <= 1.0
+    assert report["budget_db"] == 1.0 and 0.0 < fb["initial"]["drop_db_mean"] <= 1.0
     assert fb["met"] and fb["reverted"] == [] and report["final"]["model"]["drop_db_mean"] <= 1.0
     assert report["final"]["model"]["worst_tile"].split("@")[0] in ("rocket.png", "immunohistochemistry.png")
     for g, p in get_format("onnx").artifact_paths(out).items():

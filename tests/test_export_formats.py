@@ -38,10 +38,22 @@ def test_split_graph_and_sidecar_names():
     assert {k: v.name for k, v in paths.items()} == {
         "model": "m.onnx", "encoder": "m.encoder.onnx", "decoder_full": "m.decoder_full.onnx",
         "decoder_light": "m.decoder_light.onnx", "gate": "m.gate.onnx"}
-    assert sidecar_path("out/m.engine").name == "m.json"
-    assert sidecar_path("out/m.gate.onnx").name == "m.json"
-    assert sidecar_path("out/m.decoder_light.xml").name == "m.json"
-    assert get_format("coreml").sidecar_path("x/net.v2.mlpackage").name == "net.v2.json"
+    assert sidecar_path("out/m.engine").name == "m.engine.json"
+    assert sidecar_path("out/m.gate.onnx").name == "m.onnx.json"
+    assert sidecar_path("out/m.decoder_light.xml").name == "m.xml.json"
+    assert get_format("coreml").sidecar_path("x/net.v2.mlpackage").name == "net.v2.mlpackage.json"
+
+
+def test_exports_of_one_stem_never_share_a_file():
+    """onnx, openvino, tensorrt (and its build ONNX), fp32 or int8: every file of one stem is its own."""
+    files = {}
+    for target in ("onnx", "openvino", "tensorrt", "coreml"):
+        fmt = get_format(target)
+        files[target] = {p.name for p in fmt.output_files(f"out/m{fmt.suffix}", "int8")}
+    names = [n for f in files.values() for n in f]
+    assert len(names) == len(set(names)), sorted(names)
+    assert "m.engine.onnx" in files["tensorrt"] and "m.onnx" not in files["tensorrt"]
+    assert {"m.xml.json", "m.xml.report.json", "m.encoder.bin"} <= files["openvino"]
 
 
 def test_validate_request_names_value_and_accepted_ones():
@@ -68,10 +80,10 @@ def test_int8_is_ready_wherever_it_is_accepted():
     (["--target", "tflite", "-o", "m.onnx"], "'tflite' is not one of"),
     (["--target", "onnx", "--int8", "--precision", "fp16", "-o", "m.onnx"], "--int8 and --precision fp16"),
     (["--target", "onnx", "--batch", "4", "--dynamic-batch", "-o", "m.onnx"], "--batch 4 and --dynamic-batch"),
-    (["--target", "onnx", "--batch", "0", "-o", "m.onnx"], "--batch must be >= 1"),
+    (["--target", "onnx", "--batch", "0", "-o", "m.onnx"], "'--batch': 0 is not in the range x>=1"),
     (["--target", "torch-tensorrt", "--precision", "int8", "-o", "m.pt2"], "accepts: fp32, fp16"),
-    (["--target", "onnx", "--int8", "--budget-db", "0", "-o", "m.onnx"], "--budget-db must be a positive number"),
-    (["--target", "coreml", "--int8", "--budget-db", "nan", "-o", "m.mlpackage"], "--budget-db must be a positive"),
+    (["--target", "onnx", "--int8", "--budget-db", "0", "-o", "m.onnx"], "'--budget-db': 0.0 is not in the range x>0"),
+    (["--target", "coreml", "--int8", "--budget-db", "nan", "-o", "m.mlpackage"], "nan is not a finite number"),
     (["--target", "openvino", "--precision", "int8", "--calib-data", "nope", "-o", "m.xml"],
      "--calib-data nope: no such directory"),
     (["--target", "openvino", "--int8", "--fft", "native", "-o", "m.xml"], "--precision int8 (calibrated on the"),
@@ -143,9 +155,9 @@ def test_artifact_backends_need_an_artifact_with_a_sidecar(tmp_path):
     with pytest.raises(ValueError, match="--artifact"):
         open_session("onnxruntime")
     (tmp_path / "m.onnx").write_bytes(b"")
-    with pytest.raises(ValueError, match="no sidecar m.json"):
+    with pytest.raises(ValueError, match="no sidecar m.onnx.json"):
         open_session("onnxruntime", artifact=str(tmp_path / "m.onnx"))
-    (tmp_path / "m.json").write_text(json.dumps({"format": SIDECAR_FORMAT, "backend": "openvino", "tile": 112,
+    (tmp_path / "m.onnx.json").write_text(json.dumps({"format": SIDECAR_FORMAT, "backend": "openvino", "tile": 112,
                                                  "batch": 1, "graphs": {}}))
     with pytest.raises(ValueError, match="exported for the openvino backend"):
         open_session("onnxruntime", artifact=str(tmp_path / "m.onnx"))
@@ -255,11 +267,12 @@ def test_cli_flags_override_the_profile(tmp_path):
     # the profile's target gives way to --target, whose suffix rule then applies
     result = CliRunner().invoke(export, base + ["--target", "onnx", "-o", str(tmp_path / "m.mlpackage")])
     assert result.exit_code == 2 and "does not end in .onnx" in result.output
-    # the Jetson profile asks for INT8, so the INT8 flags apply (a bad budget stops it before any work) ...
+    # the Jetson profile asks for INT8, so the INT8 flags apply (a missing calibration folder stops it before any
+    # work) ...
     jetson = ["--profile", str(next(p for p in PROFILES if p.stem == "jetson-orin-int8")), "-o",
               str(tmp_path / "m.engine")]
-    result = CliRunner().invoke(export, jetson + ["--budget-db", "-1"])
-    assert result.exit_code == 2 and "--budget-db must be a positive number of dB, got -1.0" in result.output
+    result = CliRunner().invoke(export, jetson + ["--calib-data", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "nope: no such directory" in result.output
     # ... until --precision overrides it
     result = CliRunner().invoke(export, jetson + ["--precision", "fp16", "--budget-db", "0.3"])
     assert result.exit_code == 2 and "apply to --precision int8, not fp16" in result.output
@@ -270,8 +283,8 @@ def test_help_documents_the_int8_options():
     result = CliRunner().invoke(export, ["--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    assert "--calib-data PATH" in text and "--budget-db FLOAT" in text and "[default: 0.1]" in text
-    assert "coreml gets W8A8" in text and "NAME.report.json" in text
+    assert "--calib-data PATH" in text and "--budget-db FLOAT RANGE" in text and "[default: 0.1; x>0.0]" in text
+    assert "coreml gets W8A8" in text and "OUTPUT.report.json" in text
 
 
 def test_missing_calibration_library_names_the_install(tmp_path, monkeypatch):

@@ -62,7 +62,7 @@ def exported(tmp_path_factory):
         "--checkpoint", str(ckpt), "--target", "onnx", "--tile", str(TILE), "--dynamic-batch", "-o", str(d / "m.onnx")])
     assert result.exit_code == 0, result.output
     yield SimpleNamespace(dir=d, net=net, ckpt=ckpt, tau=tau, output=result.output,
-                          sidecar=json.loads((d / "m.json").read_text()))
+                          sidecar=json.loads((d / "m.onnx.json").read_text()))
     torch.set_num_threads(threads)
 
 
@@ -74,6 +74,7 @@ def _copy_as(exported, dest: Path, transform, **sidecar_changes) -> Path:
     for graph, name in exported.sidecar["graphs"].items():
         transform(exported.dir / name, paths[graph])
     sidecar = {**exported.sidecar, **sidecar_changes, "graphs": {g: p.name for g, p in paths.items()}}
+    sidecar.pop("files")  # the transformed graphs are not the hashed ones: a sidecar without hashes, as before them
     (dest / "m.json").write_text(json.dumps(sidecar))
     return dest / "m.json"
 
@@ -95,6 +96,18 @@ def test_sidecar_records_the_export(exported):
     for graph in ("model", "full", "light", "gate"):  # onnxruntime FP32: ~1e-6 here; the bar is 1e-4 / 50 dB
         assert p[graph]["max_abs_diff"] <= 1e-4 and p[graph]["psnr_db_min"] >= 50 and p[graph]["nan_or_inf"] == 0
     assert "parity ok" in exported.output
+
+
+def test_sidecar_hashes_every_file_and_opening_names_a_damaged_one(exported, tmp_path):
+    files = exported.sidecar["files"]
+    assert set(files) == set(exported.sidecar["graphs"].values())
+    assert all(len(e["sha256"]) == 64 and e["bytes"] > 0 for e in files.values())
+    copy = tmp_path / "copy"
+    shutil.copytree(exported.dir, copy)
+    enc = copy / "m.encoder.onnx"
+    enc.write_bytes(enc.read_bytes()[: enc.stat().st_size // 2])  # truncated in transfer
+    with pytest.raises(ValueError, match=r"damaged: .*m\.encoder\.onnx"):
+        open_session("onnxruntime", artifact=str(copy / "m.onnx"), threads=1)
 
 
 def test_onnx_graphs_lint_clean_with_a_dynamic_batch(exported):
@@ -128,7 +141,7 @@ def test_onnxruntime_tiled_deblur_reproduces_torch(exported):
 
 def test_onnxruntime_skip_and_light_paths_match_torch(exported):
     photos = parity_photos(TILE)
-    ort = open_session("onnxruntime", artifact=str(exported.dir / "m.json"), threads=1, tau_skip=exported.tau)
+    ort = open_session("onnxruntime", artifact=str(exported.dir / "m.onnx.json"), threads=1, tau_skip=exported.tau)
     ref_session = TorchSession(exported.net, tau_skip=exported.tau)
     out, exited = ort.infer(photos, 1.0)  # every tile exits: one skipped (below tau_skip), the others light
     ref, ref_exited = ref_session.infer(photos, 1.0)
@@ -139,7 +152,7 @@ def test_onnxruntime_skip_and_light_paths_match_torch(exported):
 
 def test_the_gate_graph_spares_skipped_tiles_the_encoder(exported, monkeypatch):
     photos = parity_photos(TILE)
-    ort = open_session("onnxruntime", artifact=str(exported.dir / "m.json"), threads=1, tau_skip=exported.tau)
+    ort = open_session("onnxruntime", artifact=str(exported.dir / "m.onnx.json"), threads=1, tau_skip=exported.tau)
     assert ort.has_gate
     calls = []
     run_graph = ort.run_graph
@@ -154,6 +167,7 @@ def test_the_gate_graph_spares_skipped_tiles_the_encoder(exported, monkeypatch):
     legacy = exported.dir.parent / "legacy"
     legacy.mkdir(exist_ok=True)
     sidecar = {**exported.sidecar, "graphs": {g: n for g, n in exported.sidecar["graphs"].items() if g != "gate"}}
+    sidecar.pop("files")  # sidecars of that time held no file hashes either
     for name in sidecar["graphs"].values():
         shutil.copyfile(exported.dir / name, legacy / name)
     (legacy / "m.json").write_text(json.dumps(sidecar))
@@ -236,8 +250,9 @@ def test_tensorrt_target_without_tensorrt_writes_linted_onnx_then_hints(exported
     assert result.exit_code == 2
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0]
-    assert str(out.with_suffix(".onnx")) in error[0]
-    for graph in ("m.onnx", "m.encoder.onnx", "m.decoder_full.onnx", "m.decoder_light.onnx"):
+    assert str(out.with_name("m.engine.onnx")) in error[0]
+    assert "TensorRT is not installed here" in result.output.splitlines()[0]  # said before any work
+    for graph in ("m.engine.onnx", "m.engine.encoder.onnx", "m.engine.decoder_full.onnx", "m.engine.decoder_light.onnx"):
         assert lint_onnx(out.parent / graph) == []
         # what JetPack 6's TensorRT 10.3 parser takes: operator table, opset, Resize modes, constant axes
         assert check_tensorrt_conformance(out.parent / graph)["problems"] == []
@@ -252,7 +267,7 @@ def test_tensorrt_engine_parity(exported, tmp_path, precision, min_db):
     result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "tensorrt", "--precision",
                                          precision, "--tile", str(TILE), "--dynamic-batch", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    sidecar = json.loads(out.with_suffix(".json").read_text())
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     assert sidecar["parity"]["ok"] and sidecar["parity"]["model"]["psnr_db_min"] >= min_db
     assert (tmp_path / f"m_{precision}.timing.cache").is_file()
 
@@ -265,7 +280,7 @@ def test_torch_tensorrt_program_parity(exported, tmp_path):
     result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "torch-tensorrt",
                                          "--tile", str(TILE), "--batch", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m.json").read_text())["parity"]["ok"]
+    assert json.loads((tmp_path / "m.ep.json").read_text())["parity"]["ok"]
 
 
 def test_coreml_package_converts_and_loads_as_a_spec(exported, tmp_path):
@@ -303,7 +318,7 @@ def test_coreml_int8_export_is_w8a8_with_a_measured_drop(exported, tmp_path, mon
     result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "coreml", "--int8",
                                          "--tile", str(TILE), "--budget-db", "0.5", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    sidecar = json.loads((tmp_path / "m.json").read_text())
+    sidecar = json.loads((tmp_path / "m.mlpackage.json").read_text())
     q = sidecar["quantization"]
     assert sidecar["precision"] == "int8" and sidecar["coreml"]["activations"] == "8-bit (W8A8)"
     assert q["library"] == "coremltools" and q["budget_db"] == 0.5 and q["met"] == (q["drop_db_mean"] <= 0.5)
@@ -317,7 +332,7 @@ def test_coreml_int8_export_is_w8a8_with_a_measured_drop(exported, tmp_path, mon
                for op in b.operations}
         assert {"quantize", "dequantize"} <= ops and any(o.startswith("constexpr_") for o in ops), (graph, ops)
         assert sidecar["coreml_w8a8"][graph]["activation_quantize_ops"] > 0
-    report = json.loads((tmp_path / "m.report.json").read_text())
+    report = json.loads((tmp_path / "m.mlpackage.report.json").read_text())
     assert set(report["graphs"]["encoder"]["kept_float"].values()) == {"blur_map_head"}
     assert set(report["graphs"]["decoder_full"]["kept_float"].values()) == {"dft", "last_conv"}
     final = report["final"]  # the W8A8 torch modules on the held-out tiles

@@ -195,7 +195,7 @@ def artifact_target(path: str | os.PathLike, device: str = "cpu", threads: int |
         return torch_target(path, device)
     if not path.exists():
         raise ValueError(f"artifact not found: {path}")
-    sidecar, _ = read_sidecar(path)
+    sidecar, _ = read_sidecar(path, verify=True)  # a damaged file is an error, not a skipped backend
     if path.suffix == ".json":
         fmt = get_format(sidecar["target"])
     else:
@@ -348,6 +348,9 @@ def run_bench(
                 rows_skipped.append((t, p, reason))
             else:
                 runs.append(_Run(t, p))
+    if not runs and rows_skipped:  # exit 0 with an empty table would pass a CI job that measured nothing
+        t, p, reason = rows_skipped[0]
+        raise ValueError(f"nothing could be measured: every run was skipped ({t.artifact}: {reason})")
     cuda = device.startswith("cuda")
     t_start = time.perf_counter()
     with PowerSampler(enabled=power) as sampler:

@@ -169,10 +169,10 @@ def stage_export(checkpoint: Path, target: str, precision: str, folder: Path,
     if precision not in fmt.ready_precisions:
         raise PendingStep(f"{target} {precision}: {fmt.pending or 'not available in this version'}")
     net, meta = load_model(checkpoint)
-    # One stem per artifact: the sidecar is <stem>.json, so two targets must never share a stem.
     output = folder / f"dramnet-{target}-{precision}{fmt.suffix}"
+    # overwrite: OUT is quickstart's own folder, reused only with its --overwrite (run_quickstart checks).
     sidecar = export_model(net, target=target, output=output, precision=precision, dynamic_batch=True,
-                           model_name=meta["model"], checkpoint=checkpoint, log=log)
+                           model_name=meta["model"], checkpoint=checkpoint, log=log, overwrite=True)
     return output, sidecar
 
 
@@ -199,7 +199,7 @@ def stage_calibrate(fp32_onnx: Path, checkpoint: Path, output: Path, fast: bool 
         if e.name not in ("dramnet_edge.calibrate", "dramnet_edge.calibrate.pipeline"):
             raise  # a dependency of the pipeline is missing: a real failure, reported as such
         raise PendingStep(f"onnx int8: this version has no calibration pipeline ({e})") from None
-    kwargs = dict(output=output, onnx=fp32_onnx, checkpoint=checkpoint, threads=threads, log=log)
+    kwargs = dict(output=output, onnx=fp32_onnx, checkpoint=checkpoint, threads=threads, log=log, overwrite=True)
     if fast:
         kwargs.update(tiles=8, max_evals=2)
     report = calibrate(**kwargs)

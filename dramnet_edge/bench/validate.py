@@ -189,14 +189,17 @@ def validate(
         import torch
 
         torch.set_num_threads(threads)
+    targets = [artifact_target(a, device, threads) for a in artifacts]  # every artifact checked before any work
+    if all(t.skipped for t in targets):  # exit 0 with nothing measured would pass a CI job
+        raise ValueError(f"nothing could be measured: every artifact was skipped ({targets[0].artifact}: "
+                         f"{targets[0].skipped})")
     pairs = load_pairs(data, split, limit)
     log(f"{len(pairs)} pairs from {data}")
     inputs = [_scores(p.blurred, p.sharp) for p in pairs]
     refs = _References(device)
     ref_cache: dict = {}
     rows = []
-    for a in artifacts:
-        target = artifact_target(a, device, threads)
+    for a, target in zip(artifacts, targets):
         row = {"artifact": target.artifact, "backend": target.backend, "precision": target.precision,
                "model": target.model, "tile": target.tile}
         if target.skipped:

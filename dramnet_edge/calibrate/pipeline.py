@@ -272,10 +272,11 @@ def verify_graphs(fp32_paths, run: Callable[[str, dict], dict], plan: Quantizati
 
 
 def report_paths(output: str | os.PathLike) -> tuple[Path, Path]:
-    """``m.int8.onnx`` -> (``m.int8.report.json``, ``m.int8.report.md``)."""
-    output = Path(output)
-    stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name.rsplit(".", 1)[0]
-    return output.with_name(stem + ".report.json"), output.with_name(stem + ".report.md")
+    """``m.int8.onnx`` -> (``m.int8.onnx.report.json``, ``m.int8.onnx.report.md``): named after the whole artifact
+    name, so INT8 exports of one stem to different targets keep their own reports."""
+    from ..export.formats import report_paths as artifact_report_paths
+
+    return artifact_report_paths(output)
 
 
 def write_unquantized_graphs(fp32_paths: dict[str, Path], out_paths: dict[str, Path], *, openvino: bool = False,
@@ -305,7 +306,7 @@ def _onnx_export_info(onnx_path: Path) -> tuple[dict, dict[str, Path]]:
 
     if not onnx_path.is_file():
         raise ValueError(f"--onnx {onnx_path}: file not found")
-    sidecar, folder = read_sidecar(onnx_path)
+    sidecar, folder = read_sidecar(onnx_path, verify=True)
     if sidecar.get("target") != "onnx" or sidecar.get("precision") != "fp32":
         raise ValueError(f"--onnx {onnx_path}: needs an FP32 --target onnx export, this one is "
                          f"{sidecar.get('target')} {sidecar.get('precision')}")
@@ -322,14 +323,17 @@ def calibrate(
     tiles: int | None = None, budget_db: float = DEFAULT_BUDGET_DB, settings: QuantSettings | None = None,
     tau: float | None = None, max_evals: int = DEFAULT_MAX_EVALS, worst_budget_db: float | None = None,
     check: bool = True, threads: int | None = None, log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """``dramnet-edge calibrate``: an INT8 Q/DQ ONNX export at ``output`` (+ split graphs, sidecar, report).
 
     Give a torch ``model`` (exported here to FP32 ONNX first) or ``onnx``, the path of an FP32 ``--target onnx``
     export (its sidecar names the model, tile, tau and batch). Returns the report dict.
+    overwrite: replace the files of an earlier export at ``output``; without it a ValueError names the first one
+    that exists, before any work. No file of the ``onnx`` export read here is ever written over.
     """
-    from ..export.formats import get_format
-    from ..export.sidecar import build_sidecar, write_sidecar
+    from ..export.formats import get_format, refuse_existing
+    from ..export.sidecar import artifact_file_hashes, build_sidecar, write_sidecar
 
     log = log or (lambda msg: None)
     output = Path(output)
@@ -351,13 +355,17 @@ def calibrate(
         raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
     fmt = get_format("onnx")
     out_paths = fmt.artifact_paths(output)
+    inputs = [p for p in (checkpoint, onnx) if p is not None]
+    if onnx is not None:
+        fp32_sidecar, fp32_paths = _onnx_export_info(Path(onnx))
+        inputs += [*fp32_paths.values(), Path(onnx).with_name(Path(onnx).name + ".json")]
+    refuse_existing(fmt.output_files(output, "int8"), overwrite, inputs=inputs)
     output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="dramnet-fp32-") as tmp:
         aliases = None
         if onnx is not None:
-            fp32_sidecar, fp32_paths = _onnx_export_info(Path(onnx))
             tile, fft, batch = int(fp32_sidecar["tile"]), fp32_sidecar.get("fft", "dft"), fp32_sidecar["batch"]
             tau = fp32_sidecar.get("tau") if tau is None else tau
             model_name = fp32_sidecar.get("model")
@@ -382,7 +390,8 @@ def calibrate(
             checkpoint=checkpoint, tile=tile, precision="int8", fft=fft, tau=tau, batch=batch,
             graphs={g: p.name for g, p in out_paths.items()}, opset=_opset(out_paths["model"]), parity=None,
             extra={"quantization": _sidecar_summary(report), "report": report_paths(output)[0].name,
-                   "source": source},
+                   "source": source,
+                   "files": artifact_file_hashes(output.parent, [p.name for p in out_paths.values()])},
         )
         if onnx is not None and checkpoint_name is not None:
             sidecar["checkpoint"], sidecar["checkpoint_sha256"] = checkpoint_name, checkpoint_sha

@@ -104,6 +104,30 @@ def _image_files(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+def check_calib_folder(root: str | os.PathLike) -> None:
+    """One-line ValueError, before any work, when ``root`` is not a folder or holds neither a paired dataset
+    layout nor any image file (checked by name: cheap, even for large folders)."""
+    from ..data.datasets import detect_layout
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"--calib-data {root}: no such directory")
+    try:
+        if detect_layout(root) is not None:
+            return
+    except ValueError:
+        pass
+    if not any(True for _ in _iter_image_files(root)):
+        raise ValueError(f"--calib-data {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+
+
+def _iter_image_files(root: Path):
+    for p in root.rglob("*"):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(
+                part.startswith(".") for part in p.relative_to(root).parts):
+            yield p
+
+
 def folder_candidates(root: str | os.PathLike, tile: int, recipe: CalibrationRecipe,
                       limit: int) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
     """(blurred, sharp or None, names, description) grid tiles from ``root``.

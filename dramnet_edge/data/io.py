@@ -171,3 +171,27 @@ def _alpha_at_depth(alpha: np.ndarray, bit_depth: int) -> np.ndarray:
         return np.rint(alpha / 257.0).astype(np.uint8)
     return alpha
 
+
+
+def read_image_header(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone, without decoding the pixels, so a list of inputs
+    can be checked before the first one is processed. ValueError (one line, naming the path) when the file is
+    missing, empty or not an image format OpenCV reads."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cannot read image {path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot read image {path}: empty file")
+    try:  # Pillow (a matplotlib dependency) reads headers lazily; OpenCV has no header-only reader
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except ImportError:  # pragma: no cover
+        pass
+    except Exception:  # noqa: BLE001 - Pillow cannot read it; OpenCV may still (it decodes a few more formats)
+        pass
+    if not _cv2().haveImageReader(str(path)):
+        raise ValueError(f"cannot read image {path}: not an image file or corrupt")
+    image = read_image(path).image
+    return int(image.shape[2]), int(image.shape[1])

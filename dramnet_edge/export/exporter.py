@@ -17,8 +17,9 @@ import torch
 import torch.nn as nn
 
 from .fold import fold_model, split_graphs, example_inputs
-from .formats import ExportFormat, get_format, require_int8_sdk, require_sdk, validate_request
-from .sidecar import PARITY_PHOTOS, build_sidecar, parity_figures, parity_photos, write_sidecar
+from .formats import ExportFormat, get_format, refuse_existing, require_int8_sdk, require_sdk, validate_request
+from .sidecar import (PARITY_PHOTOS, artifact_file_hashes, build_sidecar, parity_figures, parity_photos,
+                      write_sidecar)
 from .torch2onnx import DEFAULT_OPSET
 
 #: Worst-photo PSNR (dB) of an artifact against PyTorch FP32 below which the export warns and marks parity not ok.
@@ -89,7 +90,7 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
         from .onnx2engine import batch_profile, build_engine, engine_precision, tensorrt_version
         from .trt_conformance import require_tensorrt_conformance
 
-        onnx_paths = get_format("onnx").artifact_paths(paths["model"].with_suffix(".onnx"))
+        onnx_paths = get_format("onnx").artifact_paths(fmt.build_onnx_path(paths["model"]))
         if precision == "int8":  # the Q/DQ ONNX beside the engine, checked for TensorRT (zero-points, lint)
             extra.update(_export_int8("tensorrt", graphs, folded, onnx_paths, batch=batch, opset=opset, tau=tau,
                                       calib=calib, report_for=paths["model"], log=log))
@@ -224,9 +225,11 @@ def check_int8_request(fmt: ExportFormat, calib_data, budget_db: float) -> None:
     calibration library."""
     from ..calibrate.pipeline import check_budget
 
+    from ..calibrate.tiles import check_calib_folder
+
     check_budget(budget_db)
-    if calib_data is not None and not Path(calib_data).is_dir():
-        raise ValueError(f"--calib-data {calib_data}: no such directory")
+    if calib_data is not None:
+        check_calib_folder(calib_data)
     require_int8_sdk(fmt)
 
 
@@ -235,6 +238,7 @@ def export_model(
     batch: int | None = None, dynamic_batch: bool = False, tau: float | None = None, model_name: str | None = None,
     checkpoint: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET, check: bool = True,
     log: Callable[[str], None] | None = None, calib_data: str | os.PathLike | None = None, budget_db: float = 0.1,
+    overwrite: bool = False,
 ) -> dict:
     """Export a DRAMNet to ``target`` at ``output`` (plus its split graphs and ``.json`` sidecar); returns the sidecar.
 
@@ -247,6 +251,8 @@ def export_model(
     (``dramnet_edge.calibrate``): on onnx / tensorrt / openvino the accuracy-bounded fallback reverts layer groups
     until the held-out drop is within it; on coreml (W8A8, ``calibrate.coreml_w8a8``) the drop is measured in
     torch and reported against it. The calibration report is written beside the artifact (NAME.report.json).
+    overwrite: replace files of an earlier export; without it a ValueError names the first file that exists
+    (``ExportFormat.output_files``: every file this export would write), before any work.
     """
     log = log or (lambda msg: None)
     output = Path(output)
@@ -260,6 +266,11 @@ def export_model(
         check_int8_request(fmt, calib_data, budget_db)
     if tau is not None and not 0.0 <= tau <= 1.0:
         raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
+    refuse_existing(fmt.output_files(output, precision), overwrite,
+                    inputs=[p for p in (checkpoint, calib_data) if p is not None])
+    from ..models.checkpoint import check_finite
+
+    check_finite(model.state_dict(), source=model_name or "the model")
     # DESIGN.md: static tile, dynamic batch - the default wherever the format has one; --batch N makes it static.
     batch_value: int | str = "dynamic" if dynamic_batch or (batch is None and fmt.dynamic_batch) else int(batch or 1)
     model = model.eval()
@@ -276,6 +287,8 @@ def export_model(
     uses_onnx = fmt.name in ("onnx", "tensorrt") or extra.get("source") == "onnx"
     extra["fold"] = folded.fold_info
     extra["size_bytes"] = {g: artifact_size(p) for g, p in paths.items()}
+    hashed = [p.name for p in paths.values()] + list((extra.get("onnx_graphs") or {}).values())
+    extra["files"] = artifact_file_hashes(output.parent, hashed)
     extra["export_seconds"] = round(time.perf_counter() - t_start, 1)
     sidecar = build_sidecar(
         target=fmt.name, backend=fmt.backend, model_name=model_name, checkpoint=checkpoint, tile=folded.tile,

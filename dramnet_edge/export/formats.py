@@ -25,7 +25,8 @@ class ExportFormat:
     precisions: what it accepts. ready_precisions: what this version can produce (others fail with ``pending``).
     fft_forms: accepted ``--fft`` values. dynamic_batch: whether ``--dynamic-batch`` is accepted.
     extra: the ``pip install "dramnet-edge[EXTRA]"`` that brings its SDK. modules: the SDK's import names.
-    backend: the runtime backend name (``open_session``). sidecar_suffix: always ".json", same stem.
+    backend: the runtime backend name (``open_session``). The sidecar is the artifact's file name + ".json"
+    (``m.onnx.json``, ``m.xml.json``), so exports of one stem to different targets never share a sidecar.
     int8_modules: further import names ``--precision int8`` needs (its calibration library).
     int8_fft_forms: the ``--fft`` values INT8 accepts when narrower than ``fft_forms`` (None: the same).
     """
@@ -53,8 +54,28 @@ class ExportFormat:
         return {g: output if g == "model" else output.with_name(f"{stem}.{g}{self.suffix}") for g in GRAPH_NAMES}
 
     def sidecar_path(self, output: str | Path) -> Path:
+        """``m.onnx`` -> ``m.onnx.json``: the artifact's own name, so ``m.onnx`` and ``m.xml`` keep their own."""
         output = Path(output)
-        return output.with_name(output.name[: -len(self.suffix)] + ".json")
+        return output.with_name(output.name + ".json")
+
+    def build_onnx_path(self, output: str | Path) -> Path:
+        """TensorRT: the linted ONNX its engines are built from, named after the engine (``m.engine`` ->
+        ``m.engine.onnx``, split graphs ``m.engine.encoder.onnx`` ...) so it never replaces an ``m.onnx`` export."""
+        return Path(output).with_name(Path(output).name + ".onnx")
+
+    def output_files(self, output: str | Path, precision: str) -> list[Path]:
+        """Every file (or .mlpackage folder) one export to ``output`` at ``precision`` writes, sidecar and INT8
+        report included, computed before anything is written (``refuse_existing``). TensorRT's timing cache is
+        left out: it is a cache, read and extended by every build of the same stem on purpose."""
+        files = list(self.artifact_paths(output).values())
+        if self.name == "openvino":  # each IR graph is an .xml and its .bin
+            files += [p.with_suffix(".bin") for p in list(files)]
+        if self.name == "tensorrt":
+            files += list(FORMATS["onnx"].artifact_paths(self.build_onnx_path(output)).values())
+        files.append(self.sidecar_path(output))
+        if precision == "int8":
+            files += list(report_paths(output))
+        return files
 
     def missing_modules(self, precision: str | None = None) -> list[str]:
         """Import names of this format's SDK (and of ``precision``'s extra needs) that cannot be imported here."""
@@ -111,6 +132,27 @@ FORMATS: dict[str, ExportFormat] = {
         ),
     )
 }
+
+
+def report_paths(output: str | Path) -> tuple[Path, Path]:
+    """The INT8 calibration report of an artifact: ``m.int8.onnx`` -> (``m.int8.onnx.report.json``, ``.md``)."""
+    output = Path(output)
+    return output.with_name(output.name + ".report.json"), output.with_name(output.name + ".report.md")
+
+
+def refuse_existing(files, overwrite: bool, inputs=()) -> None:
+    """One-line ValueError naming the first of ``files`` that exists (unless ``overwrite``), or the first that is
+    also one of ``inputs`` (always: a command never writes over what it reads)."""
+    import os
+
+    inputs = {os.path.realpath(p) for p in inputs}
+    for f in files:
+        if os.path.realpath(f) in inputs:
+            raise ValueError(f"output {f} is also an input; choose another output path")
+    if not overwrite:
+        for f in files:
+            if os.path.lexists(f):
+                raise ValueError(f"output exists: {f} (pass --overwrite to replace)")
 
 
 def format_names() -> list[str]:

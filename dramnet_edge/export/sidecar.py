@@ -92,17 +92,75 @@ def parity_figures(reference: np.ndarray, output: np.ndarray, names: tuple[str, 
 
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:
-    """``m.onnx`` -> ``m.json``; ``m.mlpackage`` -> ``m.json``; split graphs (``m.encoder.onnx``) -> ``m.json``."""
-    from .fold import GRAPH_NAMES
+    """``m.onnx`` -> ``m.onnx.json``; ``m.mlpackage`` -> ``m.mlpackage.json``; split graphs (``m.encoder.onnx``)
+    -> ``m.onnx.json``. The artifact's whole name is kept so exports of one stem to other targets never collide."""
     from .formats import format_for_path
 
     artifact = Path(artifact)
     fmt = format_for_path(artifact)
-    stem = artifact.name[: -len(fmt.suffix)]
+    return artifact.with_name(_model_stem(artifact.name[: -len(fmt.suffix)]) + fmt.suffix + ".json")
+
+
+def _model_stem(stem: str) -> str:
+    """``m.encoder`` -> ``m``: the stem of the whole-model graph for a split graph's stem."""
+    from .fold import GRAPH_NAMES
+
     for graph in (g for g in GRAPH_NAMES if g != "model"):
         if stem.endswith("." + graph):
-            stem = stem[: -len(graph) - 1]
-    return artifact.with_name(stem + ".json")
+            return stem[: -len(graph) - 1]
+    return stem
+
+
+def _legacy_sidecar_path(artifact: Path) -> Path | None:
+    """Where exports before the per-target sidecar name kept it (``m.onnx`` -> ``m.json``), or None."""
+    from .formats import format_for_path
+
+    try:
+        fmt = format_for_path(artifact)
+    except ValueError:
+        return None
+    return artifact.with_name(_model_stem(artifact.name[: -len(fmt.suffix)]) + ".json")
+
+
+# -- the files of an artifact, with their SHA-256 --------------------------------------------------------------
+
+def _member_files(path: Path) -> list[Path]:
+    """The files one artifact entry stands for: itself, an OpenVINO .xml with its .bin, every file of an
+    .mlpackage folder."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path]
+    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
+        files.append(path.with_suffix(".bin"))
+    return files
+
+
+def artifact_file_hashes(folder: str | os.PathLike, names) -> dict[str, dict]:
+    """{relative path: {"sha256", "bytes"}} of every file behind the artifact entries ``names`` (relative to
+    ``folder``), for the sidecar's ``files`` entry."""
+    from ..models.checkpoint import file_sha256
+
+    folder = Path(folder)
+    out = {}
+    for name in names:
+        for f in _member_files(folder / name):
+            out[f.relative_to(folder).as_posix()] = {"sha256": file_sha256(f), "bytes": f.stat().st_size}
+    return out
+
+
+def verify_artifact_files(sidecar: dict, folder: str | os.PathLike, source: str | os.PathLike = "") -> None:
+    """Check every file the sidecar lists under ``files`` against its size and SHA-256; a one-line ValueError
+    names the first missing or damaged one. Sidecars from before the hashes were recorded pass unchecked."""
+    from ..models.checkpoint import file_sha256
+
+    folder = Path(folder)
+    for name, entry in (sidecar.get("files") or {}).items():
+        f = folder / name
+        if not f.is_file():
+            raise ValueError(f"artifact file missing: {f} (listed in the sidecar of {source or folder})")
+        if f.stat().st_size != entry.get("bytes", f.stat().st_size) or file_sha256(f) != entry.get("sha256"):
+            raise ValueError(f"artifact file damaged: {f} does not match the SHA-256 its sidecar recorded "
+                             "(truncated or changed since export); export it again")
 
 
 def build_sidecar(
@@ -146,10 +204,16 @@ def write_sidecar(path: str | os.PathLike, sidecar: dict) -> None:
     atomic_write(path, write)
 
 
-def read_sidecar(artifact_or_sidecar: str | os.PathLike) -> tuple[dict, Path]:
-    """(sidecar dict, folder its graph names are relative to) for an artifact path or a ``.json`` sidecar path."""
+def read_sidecar(artifact_or_sidecar: str | os.PathLike, verify: bool = False) -> tuple[dict, Path]:
+    """(sidecar dict, folder its graph names are relative to) for an artifact path or a ``.json`` sidecar path.
+
+    verify: also check the SHA-256 of every file of the artifact (``verify_artifact_files``)."""
     p = Path(artifact_or_sidecar)
     path = p if p.suffix == ".json" else sidecar_path(p)
+    if not path.is_file() and p.suffix != ".json":
+        legacy = _legacy_sidecar_path(p)
+        if legacy is not None and legacy.is_file():
+            path = legacy  # an export from before the per-target sidecar names
     if not path.is_file():
         raise ValueError(f"{p}: no sidecar {path.name} beside it; artifacts are loaded with the JSON "
                          "`dramnet-edge export` writes next to them")
@@ -157,6 +221,15 @@ def read_sidecar(artifact_or_sidecar: str | os.PathLike) -> tuple[dict, Path]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if data.get("format") != SIDECAR_FORMAT:
-        raise ValueError(f"{path}: not a dramnet-edge artifact sidecar (format {data.get('format')!r})")
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: not a dramnet-edge artifact sidecar (format {found!r})")
+    if p.suffix != ".json" and path.name != sidecar_path(p).name:  # legacy m.json: is it this artifact's?
+        from .formats import format_for_path
+
+        if data.get("target") != format_for_path(p).name:
+            raise ValueError(f"{p}: no sidecar {sidecar_path(p).name} beside it ({path.name} belongs to the "
+                             f"{data.get('target')} export of this stem)")
+    if verify:
+        verify_artifact_files(data, path.parent, p)
     return data, path.parent

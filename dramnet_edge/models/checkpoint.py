@@ -89,10 +89,25 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def _torch_load(path: Path):
+    import pickle
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's own message goes on to advise weights_only=False: never pass that advice on (it runs the
+        # file's code). Say what was refused, in one line.
+        if "weights only load failed" in str(e).lower() or "weights_only" in str(e):
+            raise ValueError(f"{path}: refused: it holds pickled Python objects that a weights-only load does not "
+                             "allow; only tensors, numbers and strings are accepted (save the state dict, or use "
+                             "a .safetensors weight file)") from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return lines[0].strip() if lines else type(e).__name__
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -130,9 +145,21 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], so
     module.load_state_dict(state, strict=True)
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """One-line ValueError naming the first floating-point tensor of ``state`` holding NaN/Inf: such weights run
+    without error and give black images."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{source}: weights hold NaN/Inf ({bad} value(s) in {key}); they would give black images")
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a dramnet-edge weight file or training checkpoint into ``model`` with strict=True."""
-    load_state_dict_strict(model, read_state_dict(path), source=str(path))
+    """Load a dramnet-edge weight file or training checkpoint into ``model`` with strict=True; weights holding
+    NaN/Inf are refused (``check_finite``)."""
+    state = read_state_dict(path)
+    check_finite(state, source=str(path))
+    load_state_dict_strict(model, state, source=str(path))
 
 
 def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:

@@ -31,7 +31,8 @@ class ArtifactSession:
                  tau_skip: float | None = None):
         if artifact is None:
             raise ValueError(f"the {self.backend} backend needs an exported artifact (--artifact PATH)")
-        self.sidecar, folder = read_sidecar(artifact)
+        # verify: the SHA-256 of every file of the artifact, so a truncated graph is named, not run
+        self.sidecar, folder = read_sidecar(artifact, verify=True)
         self.device = device
         self.threads = threads
         self.tau_skip = tau_skip
@@ -44,7 +45,7 @@ class ArtifactSession:
         self._files = files
         # True when the artifact ships the skip gate as its own graph (exports since the gate graph was added)
         self.has_gate = "gate" in files and files["gate"].exists()
-        self._handles = {name: self._load(files[name]) for name in SPLIT_GRAPHS}
+        self._handles = {name: self._load_checked(files[name]) for name in SPLIT_GRAPHS}
 
     # -- what a backend provides ------------------------------------------------------------------
     def _load(self, path: Path):
@@ -54,6 +55,17 @@ class ArtifactSession:
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
+    def _load_checked(self, path: Path):
+        """``_load`` with the runtime's own failure (a damaged file in an export without recorded hashes) turned
+        into a one-line ValueError naming the file."""
+        try:
+            return self._load(path)
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every runtime raises its own types (InvalidProtobuf, RuntimeError)
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise ValueError(f"{path}: the {self.backend} backend cannot load it ({first[:200]})") from None
+
     def _graph_files(self, folder: Path) -> dict[str, Path]:
         if self.sidecar.get("backend") != self.backend and self.graph_key == "graphs":
             raise ValueError(f"this artifact was exported for the {self.sidecar.get('backend')} backend "
@@ -75,7 +87,7 @@ class ArtifactSession:
         if name not in self._handles:
             if name not in self._files:
                 raise ValueError(f"unknown graph {name!r}; this artifact has: {', '.join(self._files)}")
-            self._handles[name] = self._load(self._files[name])
+            self._handles[name] = self._load_checked(self._files[name])
         handle = self._handles[name]
         inputs = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
         n = len(next(iter(inputs.values())))

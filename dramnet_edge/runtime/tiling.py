@@ -11,6 +11,7 @@ constant and a single-tile image is returned exactly as the model made it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -56,15 +57,27 @@ def _pad_to_tile(image: np.ndarray, tile: int) -> tuple[np.ndarray, int, int]:
     return np.pad(image, ((0, 0), (0, ph), (0, pw)), mode=mode), h, w
 
 
+def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
+    """How many tiles ``deblur_image`` runs on an image of this size (for progress bars and estimates)."""
+    return len(tile_starts(max(height, tile), tile, overlap)) * len(tile_starts(max(width, tile), tile, overlap))
+
+
 def deblur_image(
-    session: Session, image: np.ndarray, *, tau: float | None = None, overlap: int = 32, batch_size: int = 8
+    session: Session, image: np.ndarray, *, tau: float | None = None, overlap: int = 32, batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, TileStats]:
-    """Restore one (3, H, W) float32 image in [0, 1]. Returns (restored (3, H, W) clipped to [0, 1], tile stats)."""
+    """Restore one (3, H, W) float32 image in [0, 1]. Returns (restored (3, H, W) clipped to [0, 1], tile stats).
+
+    progress: called with the number of tiles done after each batch (a progress bar's ``update``).
+    A batch with NaN/Inf in the model's output raises ValueError at once: clipping would turn it into black pixels.
+    """
     tile = session.tile
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image, got shape {image.shape}")
     if not 0 <= overlap < tile // 2:
         raise ValueError(f"overlap must be in [0, {tile // 2}) for tile {tile}, got {overlap}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     padded, h, w = _pad_to_tile(image.astype(np.float32, copy=False), tile)
     H, W = padded.shape[1:]
     boxes = [(y, x) for y in tile_starts(H, tile, overlap) for x in tile_starts(W, tile, overlap)]
@@ -76,9 +89,14 @@ def deblur_image(
         chunk = boxes[i : i + batch_size]
         tiles = np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk])
         out, ex = session.infer(tiles, tau)
+        if not np.isfinite(out).all():
+            raise ValueError(f"the model produced NaN/Inf on tile(s) at {chunk[0][1]},{chunk[0][0]}...; nothing "
+                             f"written for this image (check the weights, or the artifact's precision)")
         exited += int(ex.sum())
         for (y, x), t in zip(chunk, out):
             acc[:, y : y + tile, x : x + tile] += t * window
             norm[y : y + tile, x : x + tile] += window
+        if progress is not None:
+            progress(len(chunk))
     restored = (acc / norm)[:, :h, :w]
     return np.clip(restored, 0.0, 1.0).astype(np.float32), TileStats(len(boxes), exited)
