@@ -21,7 +21,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-TRAINS_IN_PROCESS = ("test_bench_quickstart.py",)
+TRAINS_IN_PROCESS = ("test_bench_quickstart.py", "test_families.py")  # the latter forks DataLoader workers
 
 
 def pytest_collection_modifyitems(session, config, items):
