@@ -1,4 +1,4 @@
-"""INT8 calibration (DESIGN.md, pipeline step 3): blur-stratified calibration tiles, Q/DQ ONNX, accuracy-bounded
+"""INT8 calibration (docs/architecture.md, deployment pipeline step 3): blur-stratified calibration tiles, Q/DQ ONNX, accuracy-bounded
 fallback, and the INT8 paths of the other targets.
 
 recipe.py         calibration-set recipes (the top-level calibrate/*.yaml): tiles, held-out tiles, strata

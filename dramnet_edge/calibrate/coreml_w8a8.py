@@ -15,7 +15,7 @@ return the real sizes, control flow takes the branch the example takes, and the 
 with the standard leaf modules (Conv2d, Linear, LayerNorm, ...) kept, which is what LinearQuantizer's patterns
 match. Its shapes are static — as CoreML's inputs are anyway — so calibration batches must have the example's shape.
 
-Kept in float, like the ONNX path (DESIGN.md, calibrate step): the DFT path (each Fourier expert is one leaf that
+Kept in float, like the ONNX path (docs/architecture.md, deployment pipeline step 3): the DFT path (each Fourier expert is one leaf that
 LinearQuantizer is told not to trace: its DFT matmuls and spectral convolutions), softmax attention (no quantizer
 on matmul and softmax ops; the qkv / projection layers around them are quantized), the blur-map head and the last
 convolution (``sensitive_modules``).

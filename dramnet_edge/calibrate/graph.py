@@ -9,7 +9,7 @@ nothing here keys on node names. Two things are read instead:
   weights become ``val_12``) are resolved through ``weight_aliases`` (value hashes of the torch parameters) when the
   torch model is at hand, else through the nearest earlier node with an unambiguous module path. Group names are
   the same in every split graph, so one reverted set applies to all four consistently.
-* **sensitive nodes**, kept FP32 by default (DESIGN.md, calibrate step), by structure with a name check as backup:
+* **sensitive nodes**, kept FP32 by default (docs/architecture.md, deployment pipeline step 3), by structure with a name check as backup:
   the DFT path (a MatMul with a constant fixed-transform operand: a full row or column of equal values, which no
   learned weight has, or an initializer named ``dft``; and the spectral convolutions between a forward and an
   inverse DFT — measured: quantizing them alone cost 0.19 + 0.09 dB on one block, the spectrum's DC term sets the

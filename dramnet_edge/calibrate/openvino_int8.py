@@ -1,9 +1,9 @@
-"""INT8 OpenVINO IR through NNCF's own OpenVINO path (DESIGN.md: OpenVINO rejected ONNX Runtime's Q/DQ model with
+"""INT8 OpenVINO IR through NNCF's own OpenVINO path (docs/architecture.md: OpenVINO rejected ONNX Runtime's Q/DQ model with
 signed activations; NNCF's INT8 IR ran).
 
 The FP32 IR source is the DFT-free FP32 ONNX graph (the export's default OpenVINO route); NNCF quantizes the
 ``openvino.Model`` with the CPU hardware config (u8 activations where non-negative, i8 symmetric per-channel weights),
-MinMax activation ranges (DESIGN.md: the default estimator left a near-white image at 25 dB), the inputs of
+MinMax activation ranges (docs/architecture.md: the default estimator left a near-white image at 25 dB), the inputs of
 convolutions and matmuls only, and the same nodes left in float as the ONNX path: the sensitive ones and the
 fallback's reverted groups, matched by ONNX node name (OpenVINO keeps it as the op's friendly name, with
 ``/WithoutBiases`` on a convolution whose bias became its own Add).

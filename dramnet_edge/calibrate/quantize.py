@@ -1,10 +1,10 @@
 """INT8 post-training quantization of one ONNX graph into a Q/DQ ONNX, by ONNX Runtime or NNCF.
 
-The scheme is the one TensorRT's explicit quantization reads (DESIGN.md: it requires zero-point 0):
+The scheme is the one TensorRT's explicit quantization reads (it requires zero-point 0; docs/architecture.md):
 
 * weights: int8, symmetric, per output channel, zero-point 0;
 * activations: int8 (signed), symmetric, per tensor, zero-point 0, ranges from the calibration tiles
-  (MinMax by default: DESIGN.md's near-white image fell to 25 dB with a clipping estimator and recovered with MinMax);
+  (MinMax by default: a near-white image fell to 25 dB with a clipping estimator and recovered with MinMax);
 * only the inputs of Conv / MatMul / Gemm are quantized (``graph.QUANTIZED_OP_TYPES``); biases stay float (TensorRT
   has no int32 DequantizeLinear); the sensitive nodes and the fallback's reverted groups are left out entirely.
 

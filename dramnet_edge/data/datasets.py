@@ -238,6 +238,24 @@ def list_pairs(root: str | os.PathLike, split: str, layout: str | None = None) -
 # --------------------------------------------------------------------------------------------- dataset
 
 
+class RenderedDataset(Dataset):
+    """Base of the on-the-fly datasets (synthetic engine, blur families): ``length`` samples per epoch, sample ``i`` a
+    pure function of (seed, epoch, i); ``set_epoch`` picks the epoch (validation sets ignore it)."""
+
+    length: int = 1
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+
+
 class PairedImageDataset(Dataset):
     """Blurred/sharp pairs of a benchmark dataset as (3, H, W) float tensors in [0, 1].
 

@@ -26,9 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from .datasets import PATCH, check_crop
+from .datasets import PATCH, RenderedDataset, check_crop
 from .kernels import FAMILIES, SPACES, family_psf, kernel_margin, record
 from .kernels import blur as apply_blur
 
@@ -244,7 +243,7 @@ def _augment(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ dataset
 
 
-class FamilyBlurDataset(Dataset):
+class FamilyBlurDataset(RenderedDataset):
     """Blurred/sharp crops of the blur families (module doc), rendered on the fly.
 
     split: "train" or "val": both draw from the training photos and dead leaves (the held-out photos are the
@@ -282,15 +281,8 @@ class FamilyBlurDataset(Dataset):
         weights = np.asarray(self.config.family_weights, dtype=np.float64)
         self.family_p = weights / weights.sum()
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} samples")
+        self._check_index(index)
         cfg = self.config
         epoch = self.epoch if self.train else 0
         rng = np.random.default_rng([self.seed, epoch, index, FAMILY_SPLITS.index(self.split), 7])

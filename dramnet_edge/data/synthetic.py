@@ -40,9 +40,8 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from torch.utils.data import Dataset
 
-from .datasets import PATCH, check_crop, pseudo_depth_path
+from .datasets import PATCH, RenderedDataset, check_crop, pseudo_depth_path
 from .io import read_image, write_image
 
 # (name, file in skimage's data folder, split). Only photographs of real scenes: no rendered charts,
@@ -545,7 +544,7 @@ def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ dataset
 
 
-class SyntheticBlurDataset(Dataset):
+class SyntheticBlurDataset(RenderedDataset):
     """Blurred/sharp/depth crops rendered on the fly from scikit-image's photographs.
 
     split: "train" or "val" (disjoint photos). crop: square side, a multiple of 14. length: samples per
@@ -586,15 +585,8 @@ class SyntheticBlurDataset(Dataset):
         # Load (and cache) every photo now, so DataLoader workers inherit them instead of recomputing.
         self.photos = [_load_photo(name, seed) for name in names]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} samples")
+        self._check_index(index)
         epoch = self.epoch if self.train else 0
         limit = self.config.max_pair_psnr
         for attempt in range(_MAX_REDRAWS if limit is not None else 1):

@@ -1,4 +1,4 @@
-"""Deployment export (DESIGN.md, pipeline steps 1, 2 and 4).
+"""Deployment export (docs/architecture.md, deployment pipeline steps 1, 2 and 4).
 
 fold.py           inference form: plain decoder path, BatchNorm folded, FFT as DFT matmuls, split graphs
 formats.py        the one table of targets (suffix, precisions, flags, extra, backend) behind CLI, runtime and bench

@@ -142,7 +142,7 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
     elif fmt.name == "openvino":
         from .onnx2openvino import onnx_to_openvino, torch_to_openvino
 
-        if precision == "int8":  # NNCF's own OpenVINO path from the DFT-free ONNX (DESIGN.md; --fft dft checked)
+        if precision == "int8":  # NNCF's own OpenVINO path from the DFT-free ONNX (docs/architecture.md, edge-safety rules; --fft dft checked)
             extra.update(_export_int8("openvino", graphs, folded, paths, batch=batch, opset=opset, tau=tau,
                                       calib=calib, report_for=paths["model"], log=log))
             extra["source"] = "onnx"
@@ -271,7 +271,7 @@ def export_model(
     from ..models.checkpoint import check_finite
 
     check_finite(model.state_dict(), source=model_name or "the model")
-    # DESIGN.md: static tile, dynamic batch - the default wherever the format has one; --batch N makes it static.
+    # Edge-safety rule (docs/architecture.md): static tile, dynamic batch - the default wherever the format has one; --batch N makes it static.
     batch_value: int | str = "dynamic" if dynamic_batch or (batch is None and fmt.dynamic_batch) else int(batch or 1)
     model = model.eval()
     model_name = model_name or getattr(model, "create_args", {}).get("name", type(model).__name__)

@@ -1,4 +1,4 @@
-"""The inference form of DRAMNet (DESIGN.md, deployment pipeline step 1) and its split graphs.
+"""The inference form of DRAMNet (docs/architecture.md, deployment pipeline step 1) and its split graphs.
 
 ``fold_model(model, fft="dft")`` returns a folded deep copy that computes what the training model computes
 (to ~1e-6 in FP32) with fewer, export-friendlier ops:

@@ -1,6 +1,6 @@
 """ONNX (DFT-free) or torch -> OpenVINO IR (.xml + .bin), FP32 or FP16-compressed weights.
 
-DESIGN.md: OpenVINO's ONNX frontend rejects the shapes around ONNX ``DFT`` ops, so the IR comes from the
+docs/architecture.md (edge-safety rules): OpenVINO's ONNX frontend rejects the shapes around ONNX ``DFT`` ops, so the IR comes from the
 DFT-folded ONNX (the default: measured faster on CPU than the torch route, 269 vs 342 ms for dramnet_tiny at 224)
 or, for ``--fft native``, from the folded torch module through ``openvino.convert_model``.
 Parity checks compile with ``INFERENCE_PRECISION_HINT=f32``: Xeons with AMX otherwise default to bf16.

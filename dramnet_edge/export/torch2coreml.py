@@ -1,6 +1,6 @@
 """Folded torch module -> CoreML ML program (.mlpackage) via the ``torch.export`` route (lazy coremltools import).
 
-DESIGN.md: coremltools 9.0 has no converter for ``fft_rfft2`` (hence the DFT fold) and its ``torch.jit.trace`` route
+docs/architecture.md (edge-safety rules): coremltools 9.0 has no converter for ``fft_rfft2`` (hence the DFT fold) and its ``torch.jit.trace`` route
 broke under numpy 2.4, while the ``torch.export`` route converts. Target iOS16 / macOS13 (ML programs with FP16
 compute). Precisions: fp32 and fp16 = compute precision; int8 = FP16 compute with 8-bit linear (symmetric) weights
 (``coremltools.optimize.coreml.linear_quantize_weights``). Prediction needs macOS; conversion runs anywhere.

@@ -4,7 +4,7 @@ cascade (BME), the DRAMBlock (Eq. 2) and the reversible multi-column decoder.
 Reading order: Laplacian target -> blur-map cascade -> fixed transforms (blur resize, Haar, FFT pair) ->
 DRAMBlock and its parts -> reversible column -> the decoder and its memory-saving autograd function.
 
-Every block follows DESIGN.md's edge-safety rules: channel LayerNorm is ``LayerNorm2d``, FFTs are
+Every block follows the edge-safety rules of docs/architecture.md: channel LayerNorm is ``LayerNorm2d``, FFTs are
 ortho-normalised and live in two swappable modules (``RealFFT2`` / ``InverseRealFFT2``) so the fold
 step can replace them with DFT matmuls, complex parts come from ``torch.real()`` / ``torch.imag()``,
 the inverse Haar is a 1x1 conv + ``pixel_shuffle`` (no slice assignment), and no bicubic resize.
@@ -182,7 +182,7 @@ class BlurMapCascade(nn.Module):
 class BlurMapResize(nn.Module):
     """Coarse blur map -> feature resolution: bilinear (align_corners=False) then a fixed 3x3 binomial blur.
 
-    The paper uses bicubic; DESIGN.md forbids bicubic in the inference graph (CoreML, old TensorRT),
+    The paper uses bicubic; the edge-safety rules (docs/architecture.md) forbid bicubic in the inference graph (CoreML, old TensorRT),
     and the binomial smoothing hides bilinear's tile-grid creases. Values stay in [0, 1] (convex weights).
     forward(blur (B, 1, h, w), size (H, W)) -> (B, 1, H, W).
     """
@@ -228,7 +228,7 @@ class HaarIDWT(nn.Module):
     """Inverse of ``HaarDWT``: a fixed grouped 1x1 conv to the 4 pixels of each 2x2 block, then pixel_shuffle(2).
 
     forward((B, 4C, H/2, W/2)) -> (B, C, H, W). pixel_shuffle, not slice assignment: the latter exports as
-    ScatterND with index constants (DESIGN.md).
+    ScatterND with index constants (docs/architecture.md, edge-safety rules).
     """
 
     def __init__(self, channels: int):
@@ -249,7 +249,7 @@ def _fft_dtype(x: torch.Tensor) -> torch.Tensor:
 class RealFFT2(nn.Module):
     """Ortho-normalised 2-D real FFT as a real tensor: (B, C, H, W) -> (B, 2C, H, W//2+1) = [real parts, imag parts].
 
-    norm="ortho" keeps spectra at the scale of the input (FP16-safe, DESIGN.md). The fold step swaps this
+    norm="ortho" keeps spectra at the scale of the input (FP16-safe; docs/architecture.md, edge-safety rules). The fold step swaps this
     module for fixed DFT matmuls with the same interface.
     """
 

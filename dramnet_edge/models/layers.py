@@ -1,4 +1,4 @@
-"""Small layers shared by every model family, written to survive export (see DESIGN.md, edge-safety rules)."""
+"""Small layers shared by every model family, written to survive export (see docs/architecture.md, edge-safety rules)."""
 
 from __future__ import annotations
 
