@@ -156,7 +156,7 @@ def _palette() -> np.ndarray:
     """(N, 3) uint8 colours sampled from the training photos: natural colours for dead leaves."""
     rng = np.random.default_rng(0)
     cols = []
-    for name in TRAIN_PHOTOS + ("motorcycle_left",):
+    for name in TRAIN_PHOTOS:
         try:
             img = load_photo(name)
         except FileNotFoundError:
