@@ -18,7 +18,7 @@ runs; a section that would start after the budget is recorded as skipped):
    ``dramnet_s`` and ``dramnet_b`` at 224, batch 8/16/32, with the reversible memory-saving decoder on and off, and
    of the depth stage; from them the GPU-hours of the paper's schedule (``train/gopro.yaml``) on one such GPU.
 5. ``infer``: a 1280x720 frame through the tiled runtime (``deblur_image`` + ``TorchSession``) for
-   ``dramnet_tiny``, ``dramnet_s``, ``dramnet_b``: p50/p90 latency in FP32, FP16 and BF16 (autocast), batch of
+   ``dramnet_lite`` (the embedded default), ``dramnet_tiny``, ``dramnet_s``, ``dramnet_b``: p50/p90 latency in FP32, FP16 and BF16 (autocast), batch of
    tiles 8 and all, eager; then ``torch.compile`` for the models and precisions the budget leaves room for.
 6. ``early_exit``: the trained default (else the shipped weights) on half-sharp photos: frame time and PSNR per
    exit policy, to see whether per-tile dispatch still pays on a GPU.
@@ -526,7 +526,7 @@ def build_context(args) -> Context:
     if args.smoke:
         ctx.parity_models = [("dramnet_tiny", 112)]
         ctx.train_s, ctx.train_overhead_s, ctx.reserve_s, ctx.min_iters = 5.0, 2.0, 0.0, 2
-        ctx.workers = 0
+        ctx.workers = args.workers if args.workers is not None else 0
         ctx.train_overrides = ["model.name=dramnet_tiny", "model.overrides.tile=112", "data.crop=112",
                                "data.batch_size=2", "data.val_size=2", "run.log_every=1"]
         ctx.probe_steps, ctx.probe_samples = 2, 2
@@ -542,7 +542,7 @@ def build_context(args) -> Context:
         ctx.train_overrides = list(args.set)
         ctx.probe_steps, ctx.probe_samples = 10, 24
         ctx.bench_models, ctx.bench_batches, ctx.bench_tile, ctx.bench_steps = ["dramnet_s", "dramnet_b"], [8, 16, 32], 224, 4
-        ctx.infer_models, ctx.infer_batches, ctx.infer_reps = ["dramnet_tiny", "dramnet_s", "dramnet_b"], [8, "all"], 5
+        ctx.infer_models, ctx.infer_batches, ctx.infer_reps = ["dramnet_lite", "dramnet_tiny", "dramnet_s", "dramnet_b"], [8, "all"], 5
         ctx.compile_models, ctx.compile_precisions, ctx.compile_reserve_s = ["dramnet_tiny", "dramnet_s"], ["bf16"], 45.0
         ctx.frame = (720, 1280)
         ctx.early_exit_side = 448
