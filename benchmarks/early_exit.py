@@ -59,14 +59,16 @@ TARGET_SPEEDUP, TARGET_LOSS_DB = 1.5, 0.05
 # ------------------------------------------------------------------------------------------- the models
 
 def load_net(checkpoint: str | None, tile: int | None):
-    """(model in eval mode, label, weights description). checkpoint None: the shipped dramnet_tiny weights, else a
+    """(model in eval mode, label, weights description). checkpoint None: the shipped default's weights, else a
     randomly initialised dramnet_tiny at ``tile`` (default ``RANDOM_INIT_TILE``)."""
     from dramnet_edge.cli_export import retile
     from dramnet_edge.models import create_model
     from dramnet_edge.models.checkpoint import load_model
     from dramnet_edge.weights import default_checkpoint
 
-    path = Path(checkpoint) if checkpoint else default_checkpoint("dramnet_tiny")
+    from dramnet_edge.weights import EMBEDDED_DEFAULT
+
+    path = Path(checkpoint) if checkpoint else default_checkpoint(EMBEDDED_DEFAULT)
     if path is not None:
         net, meta = load_model(path)
         label = f"{meta['model']} ({path.name})"
@@ -80,6 +82,11 @@ def load_net(checkpoint: str | None, tile: int | None):
     if tile and net.tile != tile:
         net = retile(net, tile)
     return net.eval(), label, weights
+
+
+def type_name(model) -> str:
+    """The registered name a model was built under (``create_model`` records it), else its class name."""
+    return getattr(model, "create_args", {}).get("name", type(model).__name__)
 
 
 def head_is_zero(net) -> bool:
@@ -236,7 +243,7 @@ def load_bench_images(examples: str, photos: str, max_side: int | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", help="weight file (default: the shipped dramnet_tiny weights, else random init)")
+    ap.add_argument("--checkpoint", help="weight file (default: the shipped default model's weights, else random init)")
     ap.add_argument("--tile", type=int, default=None,
                     help=f"tile size (default: the weights'; random init: {RANDOM_INIT_TILE}, the quick recipe's)")
     ap.add_argument("--examples", default=DEFAULT_EXAMPLES, help="bundled example names (examples/blurred/NAME.png)")
@@ -271,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{i.name} {i.image.shape[2]}x{i.image.shape[1]}" for i in images))
 
     def target(model, name, w):
-        return Target(artifact=name, backend="torch", precision="fp32", model="dramnet_tiny", tile=model.tile,
+        return Target(artifact=name, backend="torch", precision="fp32", model=type_name(model), tile=model.tile,
                       weights=w, session=TorchSession(model, args.device), net=model)
 
     plan = [(target(net, label, weights), parse_tau_list(args.taus))]

@@ -8,7 +8,7 @@ minutes on a 2-core CPU. ``--speed-models dramnet_s`` adds the speed of a larger
 ``--libraries nncf:minmax,ort:minmax,ort:percentile,ort:entropy`` the comparison of quantizers and range estimators
 that chose the default.
 
-1. The model (``--checkpoint``, else the shipped ``default_checkpoint("dramnet_tiny")``, else random weights, which
+1. The model (``--checkpoint``, else the shipped weights of ``--model`` (default: the embedded default), else random weights, which
    the output flags: quantization error on random weights says nothing about a trained model) is exported to FP32
    ONNX once; one calibration set (the default recipe: synthetic training photos, calibration seed) is shared by
    every library / range-estimator pair, each run through the accuracy-bounded fallback at ``--budget-db``.
@@ -182,7 +182,9 @@ def speed_only(name: str, tile: int, folder: Path, threads: int, batch: int, rou
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=None)
-    ap.add_argument("--model", default="dramnet_tiny")
+    from dramnet_edge.weights import EMBEDDED_DEFAULT
+
+    ap.add_argument("--model", default=EMBEDDED_DEFAULT)
     ap.add_argument("--libraries", default="nncf:minmax",
                     help="library:method pairs, comma-separated (ort:minmax, ort:percentile, ort:entropy, ...)")
     ap.add_argument("--budget-db", type=float, default=0.1)

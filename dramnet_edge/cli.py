@@ -16,7 +16,7 @@ import click
 from . import __version__
 from .cli_types import NON_NEGATIVE, POSITIVE, TAU, TILE_MULTIPLE
 
-DEFAULT_MODEL = "dramnet_tiny"
+from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 
 
 class _Group(click.Group):

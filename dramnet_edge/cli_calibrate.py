@@ -14,7 +14,7 @@ import click
 from .calibrate.quantize import CALIBRATION_METHODS, LIBRARIES
 from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
 
-DEFAULT_MODEL = "dramnet_tiny"
+from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 
 # One definition of which names --model accepts, shared with `export`.
 from .cli_export import _validate_model  # noqa: E402

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
 from .export.formats import FORMATS, PRECISIONS
 
-DEFAULT_MODEL = "dramnet_tiny"
+from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 #: Precision when --precision is not given: what each target is normally deployed at.
 DEFAULT_PRECISION = {"onnx": "fp32", "tensorrt": "fp16", "torch-tensorrt": "fp16", "coreml": "fp16", "openvino": "fp32"}
 

@@ -43,8 +43,10 @@ def train_command(config_path, overrides, resume, out, overwrite, quiet):
     \b
     One GPU or CPU:   dramnet-edge train --config train/gopro.yaml --set data.root=/data/GoPro --out runs/gopro
     Several GPUs:     train/launch_1node_4gpu.sh train/gopro.yaml runs/gopro --set data.root=/data/GoPro
-    No arguments:     the quickstart recipe (dramnet_tiny on mild synthetic shake; measured +1.70 dB
-                      on held-out pairs in 9 min on 2 CPU cores)
+    No arguments:     the quickstart recipe (dramnet_tiny on mild synthetic shake; measured +2.54 dB
+                      on held-out pairs in 15 min on 2 shared CPU cores)
+    Embedded default: --config train/embedded-default-lite-cpu.yaml (CPU) or
+                      train/embedded-default-gpu.yaml (one GPU); docs/training.md
     Blur map only:    stages: [{name: blurmap, ...}] trains just the BME cascade (the early-exit gate)
 
     Under torchrun, DDP switches on by itself and rank 0 writes OUT. A run restarted by torchrun

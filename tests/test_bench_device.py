@@ -186,3 +186,82 @@ def test_peak_memory_sees_a_large_allocation():
     if mem.method is None:
         pytest.skip("no /proc/self/status on this OS")
     assert mem.rss_delta_mb > 200
+
+
+# Sample lines of each Jetson generation, from rbonghi/jetson_stats: tests/tegrastats (its tegrastats emulator; the
+# $RANDOM CPU loads and GR3D percentages replaced by fixed numbers) and jtop/tests/test_06_tegra_parse.py (the
+# JetPack 7 AGX Orin line with current/average/max per rail).
+JS_TX2 = ("RAM 707/7854MB (lfb 1659x4MB) CPU [10%@345,12%@345,0%@345,3%@345,5%@345,1%@345] BCPU@30C MCPU@30C "
+          "GPU@28.5C PLL@30C Tboard@26C Tdiode@27.5C PMIC@100C thermal@29.4C VDD_IN 1038/1134 VDD_CPU 153/153 "
+          "VDD_GPU 153/153 VDD_SOC 384/384 VDD_WIFI 38/124 VDD_DDR 192/192")
+JS_AGX_XAVIER = ("RAM 407/15823MB (lfb 3702x4MB) SWAP 0/7911MB (cached 0MB) CPU [1%@2265,2%@2265,3%@2265,4%@2265,"
+                 "5%@2265,6%@2265,7%@2265,8%@2265] EMC_FREQ 0% GR3D_FREQ 11% AO@26.5C GPU@28C iwlwifi@30C "
+                 "Tdiode@31.25C PMIC@100C AUX@26.5C CPU@27.5C thermal@27.45C Tboard@27C GPU 1155/1155 CPU 385/385 "
+                 "SOC 2504/2503 CV 0/0 VDDRQ 192/192 SYS5V 2692/2692")
+JS_NANO = ("RAM 330/3964MB (lfb 758x4MB) SWAP 0/1982MB (cached 0MB) CPU [1%@102,2%@102,3%@102,4%@102] EMC_FREQ 0% "
+           "GR3D_FREQ 5% PLL@20.5C CPU@23C PMIC@100C GPU@22.5C AO@27C thermal@22.5C POM_5V_IN 933/933 POM_5V_GPU 0/0 "
+           "POM_5V_CPU 84/84")
+JS_AGX_ORIN_SUDO = ("GR3D_FREQ 3%@0 GR3D2_FREQ 4%@0 NVJPG1 729 VIC_FREQ 115 APE 233 CV0@-256C CPU@41.437C Tboard@29C "
+                    "SOC2@39.062C Tdiode@30.75C SOC0@39.031C CV1@-256C GPU@-256C tj@41.656C SOC1@38.937C CV2@-256C "
+                    "VDD_GPU_SOC 2390mW/2390mW VDD_CPU_CV 796mW/796mW VIN_SYS_5V0 3522mW/3522mW NC 0mW/0mW "
+                    "VDDQ_VDD2_1V8AO 301mW/301mW NC 0mW/0mW")
+JS_AGX_ORIN_JP7 = ("07-25-2026 09:08:28 RAM 20642/62817MB (lfb 1x2MB) CPU [23%@2201,10%@2201] EMC_FREQ 3%@3199 "
+                   "GR3D_FREQ 12%@[1300,1300] NVENC0 off APE 174 cpu@52.968C/52.968C gpu@47.625C/47.625C "
+                   "VDD_GPU_SOC 5139mW/5139mW/5139mW VDD_CPU_CV 3268mW/3268mW/3268mW VIN_SYS_5V0 5500mW/5500mW/5500mW")
+JS_TX1 = ("RAM 385/3984MB (lfb 779x4MB) CPU [1%@204,2%@204,3%@204,4%@204] AO@31C CPU@25C GPU@22C PLL@21.5C "
+          "Tdiode@28.75C PMIC@100C Tboard@29C thermal@23.5C")
+
+
+@pytest.mark.parametrize("line, rail, mw", [
+    (JS_TX2, "VDD_IN", 1038),
+    (JS_AGX_XAVIER, "GPU+CPU+SOC+CV+VDDRQ+SYS5V", 1155 + 385 + 2504 + 0 + 192 + 2692),
+    (JS_NANO, "POM_5V_IN", 933),
+    (JS_AGX_ORIN_SUDO, "VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0", 2390 + 796 + 3522),
+    (JS_AGX_ORIN_JP7, "VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0", 5139 + 3268 + 5500),
+])
+def test_module_power_on_each_jetson_generation(line, rail, mw):
+    rails = parse_tegrastats(line)
+    assert "RAM" not in rails and "SWAP" not in rails and "GR3D_FREQ" not in rails
+    assert input_power_mw(rails, sum_all=True) == (rail, mw)
+
+
+def test_xavier_rails_and_unknown_modules():
+    assert parse_tegrastats(JS_AGX_XAVIER) == {"GPU": 1155, "CPU": 385, "SOC": 2504, "CV": 0, "VDDRQ": 192,
+                                               "SYS5V": 2692}
+    assert input_power_mw(parse_tegrastats(JS_TX1), sum_all=True) is None  # TX1 prints no rails: no power
+    # a module none of the rail sets describes: every rail summed, like jtop's total, never "NC"
+    unknown = {"VDD_A": 100, "VDD_B": 250, "NC": 999}
+    assert input_power_mw(unknown) is None and input_power_mw(unknown, sum_all=True) == ("SUM_OF_RAILS", 350)
+
+
+def test_power_sampler_falls_back_to_tegrastats_when_the_jtop_service_is_down(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    class JtopException(Exception):
+        pass
+
+    class FailingJtop:  # what jetson_stats' jtop.start() raises without its service (jtop/jtop.py)
+        def __init__(self, interval=0.5):
+            pass
+
+        def __enter__(self):
+            raise JtopException("The jtop.service is not active. Please run:\nsudo jtop --install-service")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=FailingJtop))
+    _fake_tool(tmp_path, "tegrastats", JS_AGX_XAVIER + "\n", loop=True)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(device, "is_jetson", lambda: True)
+    with PowerSampler(interval_ms=50) as p:
+        deadline = time.time() + 20
+        while len(p.samples) < 4 and time.time() < deadline:
+            time.sleep(0.05)
+    s = p.summary()
+    assert s["source"] == "tegrastats" and s["rail"] == "GPU+CPU+SOC+CV+VDDRQ+SYS5V"
+    assert s["mean_w"] == pytest.approx(6.928)
+    assert s["note"].startswith("jtop failed: JtopException: The jtop.service is not active")
+    assert s["note"].endswith("fell back to tegrastats")
+    assert s["interval_ms_requested"] == 50 and s["interval_ms_measured"] > 0

@@ -151,3 +151,18 @@ def test_w8a8_prediction_is_close_to_torch(tmp_path):
     with torch.no_grad():
         ref = net(torch.from_numpy(tiles[:1])).numpy()
     assert np.abs(out - ref).max() < 0.05
+
+
+def test_activation_ranges_cover_every_calibration_tile_not_the_first():
+    # coremltools/optimize/torch/quantization/quantization_config.py: the default observer is
+    # moving_average_min_max (torch's MovingAverageMinMaxObserver, averaging_constant 0.01), so with one-tile
+    # batches the first tile sets the range. A dim first tile then clips every brighter one; min_max does not.
+    torch.manual_seed(0)
+    toy = _Toy().eval()
+    ramp = torch.linspace(0, 1, 16 * 16).reshape(1, 1, 16, 16).repeat(1, 3, 1, 1)
+    batches = [(0.1 * ramp,)] + [(ramp,)] * 7  # the dim tile first, as a stratified set may order them
+    with torch.no_grad():
+        ref = toy(ramp)
+        errors = {obs: float((prepare_w8a8(toy, batches[0], batches, activation_observer=obs)[0](ramp) - ref)
+                             .abs().max()) for obs in ("min_max", "moving_average_min_max")}
+    assert errors["min_max"] < 0.05 < errors["moving_average_min_max"], errors

@@ -27,6 +27,7 @@ from dramnet_edge.calibrate.tiles import build_calibration_set
 from dramnet_edge.export.formats import get_format
 from dramnet_edge.export.lint import lint_onnx
 from dramnet_edge.export.sidecar import build_sidecar, parity_photos, write_sidecar
+from dramnet_edge.export.trt_conformance import check_tensorrt_conformance
 from dramnet_edge.models import create_model
 
 from test_export_fold import trained_like
@@ -321,6 +322,7 @@ def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_
     for g, p in paths.items():
         check_qdq_for_tensorrt(p)
         assert lint_onnx(p) == [] and (g == "gate" or quantized_nodes(load_onnx(p)))
+        assert check_tensorrt_conformance(p)["problems"] == []  # TensorRT 10.3: operators, opset, Q/DQ rules
     report = json.loads((tmp_path / "trt" / "m.engine.report.json").read_text())
     assert report["settings"]["library"] == "ort" and report["source"] == "export --target tensorrt --precision int8"
     assert not out.exists()

@@ -60,7 +60,7 @@ def test_validate_request_names_value_and_accepted_ones():
     with pytest.raises(ValueError, match=r"'m\.onnx' does not end in \.engine"):
         validate_request("tensorrt", "fp16", output="m.onnx")
     with pytest.raises(ValueError, match="accepts: fp32, fp16"):
-        validate_request("torch-tensorrt", "int8", output="m.ep")
+        validate_request("torch-tensorrt", "int8", output="m.pt2")
     assert validate_request("coreml", "int8", output="m.mlpackage").name == "coreml"  # W8A8
     with pytest.raises(ValueError, match="--fft native is not available for --target openvino --precision int8"):
         validate_request("openvino", "int8", output="m.xml", fft="native")
@@ -81,7 +81,7 @@ def test_int8_is_ready_wherever_it_is_accepted():
     (["--target", "onnx", "--int8", "--precision", "fp16", "-o", "m.onnx"], "--int8 and --precision fp16"),
     (["--target", "onnx", "--batch", "4", "--dynamic-batch", "-o", "m.onnx"], "--batch 4 and --dynamic-batch"),
     (["--target", "onnx", "--batch", "0", "-o", "m.onnx"], "'--batch': 0 is not in the range x>=1"),
-    (["--target", "torch-tensorrt", "--precision", "int8", "-o", "m.ep"], "accepts: fp32, fp16"),
+    (["--target", "torch-tensorrt", "--precision", "int8", "-o", "m.pt2"], "accepts: fp32, fp16"),
     (["--target", "onnx", "--int8", "--budget-db", "0", "-o", "m.onnx"], "'--budget-db': 0.0 is not in the range x>0"),
     (["--target", "coreml", "--int8", "--budget-db", "nan", "-o", "m.mlpackage"], "nan is not a finite number"),
     (["--target", "openvino", "--precision", "int8", "--calib-data", "nope", "-o", "m.xml"],
@@ -324,3 +324,10 @@ def test_checkpoint_at_another_tile_is_retiled(tmp_path):
     assert torch.equal(net.head.weight, src.head.weight)
     same, _, _ = load_export_model(None, tmp_path / "t.safetensors", 112, warn=notes.append)
     assert same.tile == 112 and len(notes) == 1
+
+
+def test_tensorrt_install_hint_names_the_jetpack_route():
+    hint = get_format("tensorrt").install_hint()
+    assert 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in hint
+    assert "python3-libnvinfer" in hint and "--system-site-packages" in hint
+    assert get_format("onnx").install_hint() == 'pip install "dramnet-edge[onnx]"'

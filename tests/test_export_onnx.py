@@ -22,6 +22,7 @@ from dramnet_edge.cli_export import export
 from dramnet_edge.export import exporter
 from dramnet_edge.export.formats import get_format
 from dramnet_edge.export.lint import lint_onnx
+from dramnet_edge.export.trt_conformance import check_tensorrt_conformance
 from dramnet_edge.export.sidecar import SIDECAR_FORMAT, parity_photos
 from dramnet_edge.models import create_model
 from dramnet_edge.models.checkpoint import file_sha256, save_weights
@@ -253,6 +254,8 @@ def test_tensorrt_target_without_tensorrt_writes_linted_onnx_then_hints(exported
     assert "TensorRT is not installed here" in result.output.splitlines()[0]  # said before any work
     for graph in ("m.engine.onnx", "m.engine.encoder.onnx", "m.engine.decoder_full.onnx", "m.engine.decoder_light.onnx"):
         assert lint_onnx(out.parent / graph) == []
+        # what JetPack 6's TensorRT 10.3 parser takes: operator table, opset, Resize modes, constant axes
+        assert check_tensorrt_conformance(out.parent / graph)["problems"] == []
     assert not out.exists()
 
 
@@ -273,11 +276,11 @@ def test_tensorrt_engine_parity(exported, tmp_path, precision, min_db):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch-tensorrt and a CUDA device")
 def test_torch_tensorrt_program_parity(exported, tmp_path):
     pytest.importorskip("torch_tensorrt", reason="needs torch-tensorrt")
-    out = tmp_path / "m.ep"
+    out = tmp_path / "m.pt2"
     result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "torch-tensorrt",
                                          "--tile", str(TILE), "--batch", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m.ep.json").read_text())["parity"]["ok"]
+    assert json.loads((tmp_path / "m.pt2.json").read_text())["parity"]["ok"]
 
 
 def test_coreml_package_converts_and_loads_as_a_spec(exported, tmp_path):

@@ -166,7 +166,7 @@ CASES = [
      "emptydir"),
     ("export-missing-calib-data", ["export", "--target", "onnx", "--int8", "--calib-data", "nodir", "-o", "t.onnx"],
      "nodir"),
-    ("export-missing-extra", ["export", "--target", "torch-tensorrt", "-o", "t.ep"], "torch_tensorrt"),
+    ("export-missing-extra", ["export", "--target", "torch-tensorrt", "-o", "t.pt2"], "torch_tensorrt"),
     ("export-nan-weights", ["export", "--target", "onnx", "--checkpoint", "nan.safetensors", "--tile", "112",
                             "-o", "n.onnx"], "NaN/Inf"),
     ("export-pickle-checkpoint", ["export", "--target", "onnx", "--checkpoint", "plain.pkl.pt", "-o", "n.onnx"],

@@ -42,3 +42,57 @@ def test_shipped_dramnet_tiny_deblurs_a_held_out_real_photo():
         restored, _ = deblur_image(session, blurred)
         gain = float(psnr(torch.from_numpy(restored)[None], target) - psnr(torch.from_numpy(blurred)[None], target))
         assert gain > 0.5, gain  # measured +1.3 / +1.6 dB on the 448 crop (docs/training.md)
+
+
+# -- the embedded default (dramnet_lite) -------------------------------------------------------------------------
+
+
+def _held_out_crop(name: str, side: int = 224) -> np.ndarray:
+    from dramnet_edge.data.families import load_photo as load_shipped_photo
+
+    photo = load_shipped_photo(name)
+    h, w = photo.shape[:2]
+    crop = photo[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+    return (np.round(crop * 255) / 255).astype(np.float32)
+
+
+def _gain_and_identity(model: str, photo: str) -> tuple[dict, float]:
+    from dramnet_edge.data import kernels
+
+    torch.set_num_threads(1)
+    net, _ = load_model(default_checkpoint(model))
+    session = TorchSession(net.eval())
+    sharp = _held_out_crop(photo)
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]  # noqa: E731
+    gains = {}
+    for family, psf in (("gaussian", kernels.gaussian_psf(2.0)), ("motion", kernels.motion_psf(11.0, 30.0))):
+        blurred = kernels.record(kernels.blur(sharp, psf, "linear"))
+        restored, _ = deblur_image(session, np.ascontiguousarray(blurred.transpose(2, 0, 1)))
+        restored = np.round(restored * 255) / 255
+        gains[family] = float(psnr(torch.from_numpy(restored.astype(np.float32))[None], t(sharp)) - psnr(t(blurred), t(sharp)))
+    same, _ = deblur_image(session, np.ascontiguousarray(sharp.transpose(2, 0, 1)))
+    identity = float(psnr(torch.from_numpy((np.round(same * 255) / 255).astype(np.float32))[None], t(sharp)))
+    return gains, identity
+
+
+def test_shipped_default_is_present_small_and_self_describing():
+    from dramnet_edge.weights import EMBEDDED_DEFAULT
+
+    path = default_checkpoint(EMBEDDED_DEFAULT)
+    assert path is not None and path.stat().st_size <= 15 * 1024 * 1024  # the model-quality issue's limit
+    meta = read_metadata(path)
+    assert meta["model"] == EMBEDDED_DEFAULT
+    for log in ("train.csv", "val.csv", "metrics.json", "real_photos.json"):
+        assert (WEIGHTS_DIR / f"{EMBEDDED_DEFAULT}.{log}").is_file()
+
+
+def test_shipped_default_deblurs_held_out_photos_and_leaves_a_sharp_one_alone():
+    """The model-quality issue's check: >= 2 dB under Gaussian and under motion blur on a held-out photo, and >= 40 dB
+    for the unblurred photo against itself. The previous default (dramnet_tiny) fails it (the comparison below)."""
+    from dramnet_edge.weights import EMBEDDED_DEFAULT
+
+    gains, identity = _gain_and_identity(EMBEDDED_DEFAULT, "camera")
+    assert gains["gaussian"] >= 2.0 and gains["motion"] >= 2.0, gains  # measured +3.49 / +2.61 dB
+    assert identity >= 40.0, identity  # measured 48.5 dB
+    old_gains, old_identity = _gain_and_identity("dramnet_tiny", "camera")
+    assert old_gains["motion"] < 2.0 and old_identity < 40.0  # measured +0.82 dB, 33.4 dB: the old default fails

@@ -36,7 +36,7 @@ from ..data.io import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
-DEFAULT_MODEL = "dramnet_tiny"
+from ..weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ exit policies
@@ -328,7 +328,7 @@ def run_bench(
     {"device": {...}, "settings": {...}, "power": {...}, "input_psnr": mean PSNR of the inputs against their
     targets (None without targets), "runs": [one dict per (target, policy)]}. ``only(target, policy)`` restricts
     which pairs run (the others are left out, not reported)."""
-    from .device import PeakMemory, PowerSampler, device_info
+    from .device import PeakMemory, PowerSampler, device_info, tensorrt_memory_mb
 
     log = log or (lambda msg: None)
     if warmup < 1:
@@ -373,7 +373,10 @@ def run_bench(
                     else:
                         run.light_tiles = sum(run.exited)
                     run.memory = {"peak_rss_mb": mem.rss_peak_mb, "rss_delta_mb": mem.rss_delta_mb,
-                                  "cuda_peak_mb": mem.cuda_peak_mb, "memory_method": mem.method}
+                                  "cuda_peak_mb": mem.cuda_peak_mb, "memory_method": mem.method,
+                                  "device_used_peak_mb": mem.device_used_peak_mb,
+                                  "device_used_delta_mb": mem.device_used_delta_mb,
+                                  **tensorrt_memory_mb(run.target.session)}
             log(f"warm-up pass {w + 1}/{warmup} done ({time.perf_counter() - t_start:.0f} s)")
         # Timed: repetition -> image -> every run, the first run rotating with the repetition.
         for r in range(repeat):

@@ -3,8 +3,9 @@
 ``device_info()`` records the host (CPU model, cores, RAM, OS, load average), the toolkit versions, the CUDA device
 when torch sees one and, on an NVIDIA Jetson, the power mode (``nvpmodel -q``) and clocks (``jetson_clocks --show``).
 ``PowerSampler`` samples module power during a run on a Jetson: from jtop (jetson-stats) when it imports, else from a
-``tegrastats`` subprocess (VDD_IN on Orin NX / Nano, POM_5V_IN on Nano / TX2 / AGX Xavier, the sum of the three supply
-rails on AGX Orin; see ``input_power_mw``). Elsewhere it samples nothing and says why: numbers are never invented.
+``tegrastats`` subprocess, also when jtop imports but its service is down or of another version (VDD_IN on Orin NX /
+Nano and TX2, POM_5V_IN on Nano, the sum of the supply rails on AGX Orin and AGX Xavier, else the sum of every rail as
+jtop does; see ``input_power_mw``). Elsewhere it samples nothing and says why: numbers are never invented.
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ import threading
 import time
 from pathlib import Path
 
-#: Module-input rails, most preferred first: one rail carrying the whole module's power (Orin NX / Nano, Xavier NX:
-#: VDD_IN; Nano, TX2, AGX Xavier: POM_5V_IN; VDD_IN_SYS on some carrier boards).
+#: Module-input rails, most preferred first: one rail carrying the whole module's power (Orin NX / Nano, Xavier NX,
+#: TX2: VDD_IN; Nano: POM_5V_IN; VDD_IN_SYS on some carrier boards). jetson_stats' tegrastats emulator
+#: (tests/tegrastats) prints VDD_IN for TX2, POM_5V_IN for Nano; its jtop/core/power.py takes these two as the total.
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VDD_IN_SYS")
 #: Modules fed by several supplies, each on its own monitor channel, and no input rail: their sum is the module's
 #: power. Jetson AGX Orin: VDD_GPU_SOC + VDD_CPU_CV + VIN_SYS_5V0 (its fourth rail, VDDQ_VDD2_1V8AO, is a sub-rail
-#: and is not added).
-SUPPLY_RAIL_SETS = (("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"),)
-#: Last resort (jtop's total when it found no input rail): the sum of every rail it reads, sub-rails included.
+#: and is not added). Jetson AGX Xavier: GPU + CPU + SOC + CV + VDDRQ + SYS5V (two three-channel monitors; its
+#: tegrastats line has no POM_5V_IN, as the emulator's Xavier sample shows).
+SUPPLY_RAIL_SETS = (("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"), ("GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"))
+#: Last resort (jtop's total when it found no input rail, and ``SUM_OF_RAILS`` here for a tegrastats line of a module
+#: none of the above describes): the sum of every rail read, sub-rails included, so an upper bound.
 FALLBACK_RAILS = ("SUM_OF_RAILS",)
+#: Monitor channels that are not rails: "NC" (not connected) on AGX Orin's second monitor.
+_NOT_RAILS = ("NC",)
 _TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 _DT_MODEL = Path("/proc/device-tree/model")
 
@@ -276,9 +282,10 @@ def parse_jtop_power(power: dict) -> dict[str, int]:
     return rails
 
 
-def input_power_mw(rails: dict[str, int]) -> tuple[str, int] | None:
+def input_power_mw(rails: dict[str, int], *, sum_all: bool = False) -> tuple[str, int] | None:
     """(rail, mW) of the module's input power among parsed rails, or None: an ``INPUT_RAILS`` rail, else the sum of
-    a complete ``SUPPLY_RAIL_SETS`` set (rail = the names joined by '+'), else a ``FALLBACK_RAILS`` total."""
+    a complete ``SUPPLY_RAIL_SETS`` set (rail = the names joined by '+'), else a ``FALLBACK_RAILS`` total, else with
+    ``sum_all`` (tegrastats lines) the sum of every rail but ``_NOT_RAILS``, named ``SUM_OF_RAILS``."""
     for rail in INPUT_RAILS:
         if rail in rails:
             return rail, rails[rail]
@@ -288,6 +295,9 @@ def input_power_mw(rails: dict[str, int]) -> tuple[str, int] | None:
     for rail in FALLBACK_RAILS:
         if rail in rails:
             return rail, rails[rail]
+    counted = {k: v for k, v in rails.items() if k not in _NOT_RAILS}
+    if sum_all and counted:
+        return FALLBACK_RAILS[0], sum(counted.values())
     return None
 
 
@@ -339,17 +349,22 @@ class PowerSampler:
             self.source = "jtop"
             self._thread = threading.Thread(target=self._jtop_loop, daemon=True)
         except ImportError:
-            if shutil.which("tegrastats") is None:
+            if not self._start_tegrastats():
                 self.reason = "neither jtop (pip install jetson-stats) nor tegrastats is available"
                 return
-            self.source = "tegrastats"
-            self._proc = subprocess.Popen(["tegrastats", "--interval", str(self.interval_ms)],
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
             self._thread = threading.Thread(target=self._tegrastats_loop, daemon=True)
         self._thread.start()
 
-    def _record(self, rails: dict[str, int]) -> None:
-        found = input_power_mw(rails)
+    def _start_tegrastats(self) -> bool:
+        if shutil.which("tegrastats") is None:
+            return False
+        self.source = "tegrastats"
+        self._proc = subprocess.Popen(["tegrastats", "--interval", str(self.interval_ms)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        return True
+
+    def _record(self, rails: dict[str, int], sum_all: bool = False) -> None:
+        found = input_power_mw(rails, sum_all=sum_all)
         if found is not None:
             self.rail = found[0]
             self.samples.append((time.perf_counter(), found[1] / 1000.0))
@@ -359,7 +374,7 @@ class PowerSampler:
         for line in self._proc.stdout:
             if self._stop.is_set():
                 break
-            self._record(parse_tegrastats(line))
+            self._record(parse_tegrastats(line), sum_all=True)
             for zone, t in parse_tegrastats_temps(line).items():
                 self.temps_max[zone] = max(t, self.temps_max.get(zone, t))
 
@@ -370,8 +385,17 @@ class PowerSampler:
             with jtop(interval=self.interval_ms / 1000.0) as jetson:
                 while not self._stop.is_set() and jetson.ok():
                     self._record(parse_jtop_power(jetson.power or {}))
-        except Exception as e:  # noqa: BLE001 - jtop needs its service; say why instead of failing the run
-            self.reason = f"jtop failed: {type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - service down or another version (JtopException): use tegrastats
+            failure = f"jtop failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+            if self._stop.is_set():
+                self.reason = failure
+                return
+            if not self._start_tegrastats():
+                self.source = None
+                self.reason = failure + "; tegrastats is not available either"
+                return
+            self.reason = failure + "; fell back to tegrastats"
+            self._tegrastats_loop()
 
     def stop(self) -> None:
         self._stop.set()
@@ -394,12 +418,24 @@ class PowerSampler:
         vals = [w for t, w in self.samples if any(a <= t <= b for a, b in segments)]
         return sum(vals) / len(vals) if vals else None
 
+    def measured_interval_ms(self) -> float | None:
+        """Median time between consecutive samples (ms): what the source really delivered, which can differ from
+        the requested interval (tegrastats on a loaded board, jtop's own service period)."""
+        times = [t for t, _ in self.samples]
+        if len(times) < 2:
+            return None
+        gaps = sorted(b - a for a, b in zip(times, times[1:]))
+        return round(1000.0 * gaps[len(gaps) // 2], 1)
+
     def summary(self) -> dict:
         if not self.samples:
             return {"source": self.source, "reason": self.reason or "no samples recorded"}
         watts = [w for _, w in self.samples]
         out = {"source": self.source, "rail": self.rail, "samples": len(watts),
-               "mean_w": round(sum(watts) / len(watts), 3), "peak_w": round(max(watts), 3)}
+               "mean_w": round(sum(watts) / len(watts), 3), "peak_w": round(max(watts), 3),
+               "interval_ms_requested": self.interval_ms, "interval_ms_measured": self.measured_interval_ms()}
+        if self.reason:
+            out["note"] = self.reason
         if self.temps_max:
             out["temp_max_c"] = dict(self.temps_max)
         return out
@@ -409,21 +445,28 @@ class PowerSampler:
 
 class PeakMemory:
     """Peak memory of a stretch of work: host RSS (Linux: VmHWM after resetting it through /proc/self/clear_refs)
-    and, for CUDA, ``torch.cuda.max_memory_allocated``.
+    and, for CUDA, ``torch.cuda.max_memory_allocated`` plus the device-wide used memory (``torch.cuda.mem_get_info``,
+    i.e. cudaMemGetInfo, sampled in a thread): torch's allocator does not see what TensorRT allocates itself.
 
     with PeakMemory(cuda=False) as mem: ...work...
     mem.rss_peak_mb (peak resident set during the work), mem.rss_delta_mb (that peak minus the RSS before),
-    mem.cuda_peak_mb (None off CUDA), mem.method ("vmhwm", "sampled" or None when it cannot be measured here).
+    mem.cuda_peak_mb (torch tensors only; None off CUDA), mem.device_used_peak_mb / mem.device_used_delta_mb (the
+    whole device: every process and library; on a Jetson the memory CPU and GPU share), mem.method ("vmhwm",
+    "sampled" or None when it cannot be measured here).
     """
 
-    def __init__(self, cuda: bool = False, sample_s: float = 0.005):
+    def __init__(self, cuda: bool = False, sample_s: float = 0.005, device_sample_s: float = 0.02):
         self.cuda = cuda
         self.sample_s = sample_s
+        self.device_sample_s = device_sample_s
         self.rss_before_mb = self.rss_peak_mb = self.rss_delta_mb = self.cuda_peak_mb = None
+        self.device_used_peak_mb = self.device_used_delta_mb = None
         self.method: str | None = None
         self._stop = threading.Event()
         self._thread = None
+        self._device_thread = None
         self._sampled = 0.0
+        self._device_before = self._device_peak = 0
 
     @staticmethod
     def _status_mb(key: str) -> float | None:
@@ -449,6 +492,17 @@ class PeakMemory:
             if rss is not None:
                 self._sampled = max(self._sampled, rss)
 
+    @staticmethod
+    def _device_used() -> int:
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        return total - free
+
+    def _device_loop(self) -> None:
+        while not self._stop.wait(self.device_sample_s):
+            self._device_peak = max(self._device_peak, self._device_used())
+
     def __enter__(self) -> "PeakMemory":
         self.rss_before_mb = self._status_mb("VmRSS")
         if self.rss_before_mb is not None:
@@ -464,13 +518,16 @@ class PeakMemory:
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self._device_before = self._device_peak = self._device_used()
+            self._device_thread = threading.Thread(target=self._device_loop, daemon=True)
+            self._device_thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
         if self.method == "vmhwm":
             self.rss_peak_mb = self._status_mb("VmHWM")
         elif self.method == "sampled":
-            self._stop.set()
             self._thread.join(timeout=1)
             self.rss_peak_mb = max(self._sampled, self._status_mb("VmRSS") or 0.0)
         if self.rss_peak_mb is not None and self.rss_before_mb is not None:
@@ -480,3 +537,21 @@ class PeakMemory:
 
             torch.cuda.synchronize()
             self.cuda_peak_mb = torch.cuda.max_memory_allocated() / 1024**2
+            self._device_thread.join(timeout=1)
+            self._device_peak = max(self._device_peak, self._device_used())
+            self.device_used_peak_mb = self._device_peak / 1024**2
+            self.device_used_delta_mb = max(0, self._device_peak - self._device_before) / 1024**2
+
+
+def tensorrt_memory_mb(session) -> dict:
+    """TensorRT's own device memory for a session that reports it (``TensorRTSession.device_memory``), in MiB:
+    {"trt_activation_mb", "trt_engine_file_mb", "trt_load_device_mb"}; {} for other sessions."""
+    report = getattr(session, "device_memory", None)
+    if report is None:
+        return {}
+    mem = report()
+    mib = 1024.0**2
+    load = mem.get("load_device_bytes")
+    return {"trt_activation_mb": round(mem["activation_bytes"] / mib, 2),
+            "trt_engine_file_mb": round(mem["engine_file_bytes"] / mib, 2),
+            "trt_load_device_mb": None if load is None else round(load / mib, 2)}

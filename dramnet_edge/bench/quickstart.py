@@ -121,17 +121,17 @@ FINETUNE_STEPS = 200
 
 def train_overrides_for(fast: bool, threads: int | None, overrides: tuple[str, ...] = ()) -> tuple[list[str], str]:
     """The --set overrides of the quickstart's training step and a one-line description of what it trains."""
-    from ..weights import default_checkpoint
+    from ..weights import EMBEDDED_DEFAULT, default_checkpoint
 
     sets = list(FAST_TRAIN if fast else ())
-    shipped = default_checkpoint("dramnet_tiny")
+    shipped = default_checkpoint(EMBEDDED_DEFAULT)
     if shipped is not None and not fast:
-        sets += [f"model.init_checkpoint={shipped}", f"stages=[{{name: deblur, iters: {FINETUNE_STEPS}}}]",
+        sets += [f"model.name={EMBEDDED_DEFAULT}", f"model.init_checkpoint={shipped}", f"stages=[{{name: deblur, iters: {FINETUNE_STEPS}}}]",
                  "optim.lr=2.0e-4", "optim.warmup_iters=0", "run.val_every=100", "run.ckpt_every=100",
                  # no blur-map term: the cascade stays frozen, keeping the shipped gate (trained on sharp regions,
                  # which the quick recipe's shake-only data lacks)
                  "loss.lambda_blur=0"]
-        what = f"fine-tunes the shipped dramnet_tiny ({shipped.name}) for {FINETUNE_STEPS} steps"
+        what = f"fine-tunes the shipped {EMBEDDED_DEFAULT} ({shipped.name}) for {FINETUNE_STEPS} steps"
     else:
         what = "trains dramnet_tiny from scratch with the quick recipe" + (" (a few steps: --fast)" if fast else "")
     sets += list(overrides)

@@ -71,6 +71,10 @@ def bench_markdown(result: dict, title: str = "Benchmark") -> str:
         mem = f"{_f(r.get('peak_rss_mb'), '.0f')} ({_f(r.get('rss_delta_mb'), '.0f')})"
         if r.get("cuda_peak_mb") is not None:
             mem += f"; CUDA {r['cuda_peak_mb']:.0f}"
+        if r.get("trt_activation_mb") is not None:  # TensorRT's own memory, which torch's counter misses
+            mem += f"; TRT act {r['trt_activation_mb']:.0f} + engines {r['trt_engine_file_mb']:.0f}"
+        if r.get("device_used_delta_mb") is not None:
+            mem += f"; device +{r['device_used_delta_mb']:.0f}"
         rows.append([r["artifact"], r["backend"], r["precision"], r["policy_description"], exit_txt,
                      _f(r["latency_ms_p50"], ".0f"), _f(r["latency_ms_p90"], ".0f"), _f(r["tile_latency_ms_p50"], ".1f"),
                      _f(r["images_per_s"], ".2f"), _f(r["tiles_per_s"], ".1f"), mem, _f(r["psnr"]),

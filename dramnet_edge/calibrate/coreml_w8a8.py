@@ -194,12 +194,20 @@ def _check_shapes(example_inputs, calibration) -> None:
                              "(static shapes: pad the last batch)")
 
 
-def prepare_w8a8(module, example_inputs, calibration: list[tuple], *, keep_float: bool = True):
+#: Activation range observer. coremltools' default is ``moving_average_min_max`` (torch's MovingAverageMinMaxObserver,
+#: averaging_constant 0.01: the first batch sets the range and later ones move it by 1 %, so with one-tile batches
+#: the first tile dominates); ``min_max`` takes the range over every calibration tile, as the ONNX path's MinMax.
+ACTIVATION_OBSERVER = "min_max"
+
+
+def prepare_w8a8(module, example_inputs, calibration: list[tuple], *, keep_float: bool = True,
+                 activation_observer: str = ACTIVATION_OBSERVER):
     """(finalized reference-quantized ``GraphModule``, {module name: kind} kept float) for ``module``.
 
     example_inputs: tuple of tensors; calibration: tuples of positional inputs with the same shapes, run through the
     observers. keep_float: leave ``sensitive_modules`` and matmul / softmax ops in float (the default; False
-    quantizes everything LinearQuantizer can, for comparisons). ValueError when the module cannot be traced.
+    quantizes everything LinearQuantizer can, for comparisons). activation_observer: coremltools' ObserverType name
+    (``ACTIVATION_OBSERVER`` by default). ValueError when the module cannot be traced.
     """
     try:
         from coremltools.optimize.torch.quantization import (LinearQuantizer, LinearQuantizerConfig,
@@ -221,7 +229,7 @@ def prepare_w8a8(module, example_inputs, calibration: list[tuple], *, keep_float
     kept = {n: k for n, k in sensitive.items() if n in present}
     module_cfg = ModuleLinearQuantizerConfig(
         quantization_scheme="symmetric", weight_dtype=torch.qint8, weight_per_channel=True,
-        activation_dtype=torch.quint8, milestones=[0, 0, 10 ** 9, 0])
+        activation_dtype=torch.quint8, activation_observer=activation_observer, milestones=[0, 0, 10 ** 9, 0])
     config = LinearQuantizerConfig(
         global_config=module_cfg,
         # every module under a kept one is named: the QAT module swap applies per-type configs to the children of a
@@ -398,6 +406,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     kept = info["model"]["kept_float"]
     report = {
         "settings": {"library": "coremltools", "method": "LinearQuantizer (FX) observers, calibration only",
+                     "activation_observer": ACTIVATION_OBSERVER,
                      "weights": "int8 symmetric per-channel", "activations": "8-bit, coremltools symmetric scheme",
                      "kept_float": kept, "float_ops": ["matmul", "softmax"]},
         "budget_db": budget_db,

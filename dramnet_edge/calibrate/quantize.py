@@ -269,7 +269,8 @@ def inspect_qdq(model) -> dict:
 
     Returns {"quantize_linear": n, "dequantize_linear": n, "weights": {"per_channel": n, "per_tensor": n},
     "activations": n, "zero_point_dtypes": [...], "quantized_nodes": n, "problems": [one line each]}.
-    Problems: a non-zero or non-int8 zero-point, an int32 (bias) or uint8 DequantizeLinear, a non-positive scale.
+    Problems: a non-zero or non-int8 zero-point, an int32 (bias) or uint8 DequantizeLinear, a non-positive scale,
+    per-channel weight scales on another axis than the consumer's output channels (``weight_output_axis``).
     """
     import onnx
 
@@ -277,6 +278,10 @@ def inspect_qdq(model) -> dict:
         model = onnx.load(str(model))
     consts = constant_arrays(model)
     producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i, t in enumerate(n.input):
+            consumers.setdefault(t, []).append((n, i))
     problems, zp_types = [], set()
     per_channel = per_tensor = activations = 0
     nq = ndq = 0
@@ -321,6 +326,14 @@ def inspect_qdq(model) -> dict:
                     per_channel += 1  # one scale per output channel (a 1-channel conv has one)
                 else:
                     per_tensor += 1
+                if size > 1 and weight is not None:
+                    rank = weight.ndim
+                    for user, slot in consumers.get(node.output[0], []):
+                        want = weight_output_axis(user, slot, rank)
+                        if want is not None and axis % rank != want:
+                            problems.append(f"DequantizeLinear {node.name!r} scales {user.op_type} {user.name!r}'s "
+                                            f"weights per channel on axis {axis}, not the output-channel axis {want} "
+                                            "(TensorRT)")
             else:
                 activations += 1
     return {
@@ -332,6 +345,22 @@ def inspect_qdq(model) -> dict:
         "quantized_nodes": len(quantized_nodes(model)),
         "problems": problems,
     }
+
+
+def weight_output_axis(node, slot: int, rank: int) -> int | None:
+    """The output-channel axis of the weight ``node`` reads at input ``slot`` (rank ``rank``), where TensorRT wants
+    per-channel weight scales: Conv 0 (O, I, kH, kW); ConvTranspose 1 (I, O/g, ...); MatMul the last axis (K, N);
+    Gemm 0 with transB=1 (N, K), else 1. None when the slot is not a weight (an activation input, a bias)."""
+    if node.op_type == "Conv" and slot == 1:
+        return 0
+    if node.op_type == "ConvTranspose" and slot == 1:
+        return 1
+    if node.op_type == "MatMul" and slot == 1:
+        return rank - 1
+    if node.op_type == "Gemm" and slot == 1:
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return None
 
 
 def check_qdq_for_tensorrt(path_or_model, name: str = "") -> None:

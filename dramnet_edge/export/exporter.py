@@ -87,7 +87,8 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
             _export_onnx_graphs(graphs, folded, paths, precision=precision, batch=batch, opset=opset, log=log)
     elif fmt.name == "tensorrt":
         from .lint import check_onnx
-        from .onnx2engine import batch_profile, build_engine, tensorrt_version
+        from .onnx2engine import batch_profile, build_engine, engine_precision, tensorrt_version
+        from .trt_conformance import require_tensorrt_conformance
 
         onnx_paths = get_format("onnx").artifact_paths(fmt.build_onnx_path(paths["model"]))
         if precision == "int8":  # the Q/DQ ONNX beside the engine, checked for TensorRT (zero-points, lint)
@@ -98,14 +99,20 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
         for p in onnx_paths.values():
             check_onnx(p, purpose="TensorRT")
         extra["onnx_graphs"] = {g: p.name for g, p in onnx_paths.items()}
+        # JetPack 6's TensorRT 10.3 parser: operator table, opset, Q/DQ rules (raises naming what would fail)
+        extra["tensorrt_conformance"] = {g: {k: r[k] for k in ("tensorrt", "opset", "problems")} for g, r in (
+            (g, require_tensorrt_conformance(p, name=f"{p.name} ({g})")) for g, p in onnx_paths.items())}
         if tensorrt_version() is None:
             raise ValueError(f"wrote the linted ONNX {onnx_paths['model']}; building the engine needs TensorRT, "
                              f"which is not installed here: {fmt.install_hint()}")
         cache = paths["model"].with_name(paths["model"].name[: -len(fmt.suffix)] + ".timing.cache")
+        builds = {}
         for name in graphs:
-            info = build_engine(onnx_paths[name], paths[name], precision=precision, batch=batch, timing_cache=cache)
-            log(f"  {name}: {paths[name].name}")
-        extra.update(tensorrt_build=info, timing_cache=cache.name, max_batch=batch_profile(batch)[2])
+            builds[name] = build_engine(onnx_paths[name], paths[name], precision=engine_precision(precision, name),
+                                        batch=batch, timing_cache=cache)
+            log(f"  {name}: {paths[name].name} ({builds[name]['typing']})")
+        extra.update(tensorrt_build=builds["model"], tensorrt_graph_typing={g: b["typing"] for g, b in builds.items()},
+                     timing_cache=cache.name, max_batch=batch_profile(batch)[2])
     elif fmt.name == "torch-tensorrt":
         from .onnx2engine import batch_profile
         from .torch_tensorrt import compile_torch_tensorrt
@@ -243,7 +250,7 @@ def export_model(
     calib_data, budget_db (int8): the calibration images (default: the embedded synthetic set) and the PSNR budget
     (``dramnet_edge.calibrate``): on onnx / tensorrt / openvino the accuracy-bounded fallback reverts layer groups
     until the held-out drop is within it; on coreml (W8A8, ``calibrate.coreml_w8a8``) the drop is measured in
-    torch and reported against it. The calibration report is written beside the artifact (NAME.report.json).
+    torch and reported against it. The calibration report is written beside the artifact (OUTPUT.report.json).
     overwrite: replace files of an earlier export; without it a ValueError names the first file that exists
     (``ExportFormat.output_files``: every file this export would write), before any work.
     """

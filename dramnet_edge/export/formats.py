@@ -90,8 +90,11 @@ class ExportFormat:
     def install_hint(self) -> str:
         if self.extra is None:  # torch-tensorrt pins a CUDA torch build: no extra can pick the right one
             return "pip install torch-tensorrt (the build matching your CUDA torch) on a CUDA host"
-        host = " on a CUDA host" if self.extra == "tensorrt" else ""
-        return f'pip install "dramnet-edge[{self.extra}]"{host}'
+        if self.extra == "tensorrt":  # PyPI's tensorrt wheels are for desktop CUDA; JetPack ships its own via apt
+            return (f'pip install "dramnet-edge[{self.extra}]" on a CUDA host; on a Jetson (JetPack 6) TensorRT comes '
+                    'from apt instead: sudo apt-get install python3-libnvinfer, and a venv made with '
+                    '--system-site-packages (docs/jetson.md)')
+        return f'pip install "dramnet-edge[{self.extra}]"'
 
 
 FORMATS: dict[str, ExportFormat] = {
@@ -111,9 +114,9 @@ FORMATS: dict[str, ExportFormat] = {
             int8_modules=("onnx", "onnxscript", "onnxsim", "onnxruntime", "nncf"),
         ),
         ExportFormat(
-            "torch-tensorrt", ".ep", ("fp32", "fp16"), ("fp32", "fp16"), ("dft",), True, None,
+            "torch-tensorrt", ".pt2", ("fp32", "fp16"), ("fp32", "fp16"), ("dft",), True, None,
             ("torch_tensorrt",), "torch-tensorrt",
-            "torch.export program with embedded TensorRT engines (desktop GPUs)",
+            "torch.export program (.pt2 archive) with embedded TensorRT engines (desktop GPUs)",
         ),
         ExportFormat(
             "coreml", ".mlpackage", PRECISIONS, PRECISIONS, ("dft",), False, "coreml",

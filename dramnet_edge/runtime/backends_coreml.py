@@ -32,11 +32,10 @@ class CoreMLSession(ArtifactSession):
         from ..export.torch2coreml import load_coreml
 
         model = load_coreml(path, self.compute_units)
-        names = [o.name for o in model.get_spec().description.output]
-        return model, names
+        spec = model.get_spec()  # coremltools returns a deep copy of the spec: read the names once, here
+        return model, [o.name for o in spec.description.output], {i.name for i in spec.description.input}
 
     def _run(self, handle, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        model, names = handle
-        wanted = {i.name for i in model.get_spec().description.input}
+        model, names, wanted = handle
         result = model.predict({k: v for k, v in inputs.items() if k in wanted})
         return [np.asarray(result[n], dtype=np.float32) for n in names]
