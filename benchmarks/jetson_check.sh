@@ -71,7 +71,7 @@ python -c "from dramnet_edge.bench.photos import write_half_sharp_set; write_hal
 
 say "== validate: PSNR vs ground truth and vs the FP32 PyTorch model"
 ARTS=()
-for prec in fp16 int8; do [ -f "$OUT/$prec/dramnet.json" ] && ARTS+=("$OUT/$prec/dramnet.engine"); done
+for prec in fp16 int8; do [ -f "$OUT/$prec/dramnet.engine.json" ] && ARTS+=("$OUT/$prec/dramnet.engine"); done
 [ ${#ARTS[@]} -gt 0 ] || { say "no engine was built; see $LOG"; exit 1; }
 dramnet-edge validate "${ARTS[@]}" "$CKPT" --data "$OUT/photos" --device cuda --json > "$OUT/validate.json" 2>> "$LOG" \
   || say "  validate failed (see $LOG)"
@@ -89,7 +89,7 @@ from pathlib import Path
 out = Path(sys.argv[1])
 print(f"# Jetson check: {out.name}\n")
 for prec in ("fp16", "int8"):
-    side = out / prec / "dramnet.json"
+    side = out / prec / "dramnet.engine.json"
     if not side.is_file():
         print(f"- {prec}: no engine (see log.txt)")
         continue

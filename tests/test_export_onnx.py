@@ -280,7 +280,7 @@ def test_torch_tensorrt_program_parity(exported, tmp_path):
     result = CliRunner().invoke(export, ["--checkpoint", str(exported.ckpt), "--target", "torch-tensorrt",
                                          "--tile", str(TILE), "--batch", "2", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m.ep.json").read_text())["parity"]["ok"]
+    assert json.loads((tmp_path / "m.pt2.json").read_text())["parity"]["ok"]
 
 
 def test_coreml_package_converts_and_loads_as_a_spec(exported, tmp_path):

@@ -250,7 +250,7 @@ def export_model(
     calib_data, budget_db (int8): the calibration images (default: the embedded synthetic set) and the PSNR budget
     (``dramnet_edge.calibrate``): on onnx / tensorrt / openvino the accuracy-bounded fallback reverts layer groups
     until the held-out drop is within it; on coreml (W8A8, ``calibrate.coreml_w8a8``) the drop is measured in
-    torch and reported against it. The calibration report is written beside the artifact (NAME.report.json).
+    torch and reported against it. The calibration report is written beside the artifact (OUTPUT.report.json).
     overwrite: replace files of an earlier export; without it a ValueError names the first file that exists
     (``ExportFormat.output_files``: every file this export would write), before any work.
     """

@@ -14,10 +14,44 @@ import tempfile
 from pathlib import Path
 
 
+def import_coremltools():
+    """``coremltools``, imported with its import-time chatter held back: off macOS it logs one "Failed to load
+    _ML...Proxy" warning per native class (a dozen lines; expected there, prediction needs macOS): summed up as one
+    line on stderr, once. Its other warnings (an untested torch version, ...) pass through unchanged."""
+    import logging
+    import sys
+
+    if "coremltools" in sys.modules:
+        return sys.modules["coremltools"]
+    logger = logging.getLogger("coremltools")
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record):
+            held.append(record)
+
+    handler, propagate = _Hold(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        import coremltools
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    proxies = [r for r in held if "Failed to load _ML" in r.getMessage()]
+    for record in held:  # the rest (untested torch version, ...) as coremltools meant them
+        if record not in proxies:
+            logger.handle(record)
+    if proxies:
+        print(f"note: coremltools {coremltools.__version__} has no native runtime here ({len(proxies)} proxies not "
+              "loaded): it converts and saves packages; running them needs macOS", file=sys.stderr)
+    return coremltools
+
+
 def convert_coreml(module, example_inputs, path: str | os.PathLike, *, input_names, output_names,
                    precision: str = "fp16") -> dict:
     """Convert and save ``module`` as ``path`` (an .mlpackage directory, replaced atomically). Returns version info."""
-    import coremltools as ct
+    ct = import_coremltools()
     import torch
 
     if precision not in ("fp32", "fp16", "int8"):
@@ -64,13 +98,13 @@ def _save_package(mlmodel, path: Path) -> None:
 
 def load_coreml_spec(path: str | os.PathLike):
     """The protobuf spec of a saved package (works on Linux; it does not compile the model)."""
-    import coremltools as ct
+    ct = import_coremltools()
 
     return ct.utils.load_spec(str(path))
 
 
 def load_coreml(path: str | os.PathLike, compute_units: str = "ALL"):
     """An MLModel ready for ``predict`` (macOS only)."""
-    import coremltools as ct
+    ct = import_coremltools()
 
     return ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))

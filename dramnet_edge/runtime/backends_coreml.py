@@ -17,7 +17,9 @@ class CoreMLSession(ArtifactSession):
     def __init__(self, artifact, device: str = "cpu", threads: int | None = None, compute_units: str = "ALL",
                  tau_skip: float | None = None):
         try:
-            import coremltools  # noqa: F401
+            from ..export.torch2coreml import import_coremltools
+
+            import_coremltools()
         except ImportError:
             raise ValueError('the coreml backend needs coremltools: pip install "dramnet-edge[coreml]"') from None
         if platform.system() != "Darwin":

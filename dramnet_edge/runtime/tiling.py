@@ -98,5 +98,8 @@ def deblur_image(
             norm[y : y + tile, x : x + tile] += window
         if progress is not None:
             progress(len(chunk))
-    restored = (acc / norm)[:, :h, :w]
-    return np.clip(restored, 0.0, 1.0).astype(np.float32), TileStats(len(boxes), exited)
+    # In place: a 24 MP image's float64 accumulator is 576 MB; no second one for the division or the clip.
+    acc /= norm
+    restored = acc[:, :h, :w]
+    np.clip(restored, 0.0, 1.0, out=restored)
+    return restored.astype(np.float32), TileStats(len(boxes), exited)
