@@ -78,6 +78,22 @@ def test_sharp_samples_are_identical_pairs():
     assert s["family"] == "sharp" and torch.equal(s["blurred"], s["sharp"])
 
 
+def test_low_contrast_option_flattens_content_and_is_off_by_default():
+    plain = FamilyBlurConfig(sharp_fraction=1.0, noise_prob=0.0, jpeg_prob=0.0)
+    faint = FamilyBlurConfig(sharp_fraction=1.0, noise_prob=0.0, jpeg_prob=0.0, contrast_prob=1.0,
+                             contrast_range=(0.25, 0.25))
+    a, b = FamilyBlurDataset("train", 112, 8, config=plain)[3], FamilyBlurDataset("train", 112, 8, config=faint)[3]
+    # same content, a quarter of the contrast about the mean colour (to 8-bit rounding)
+    centred = lambda x: x - x.mean(dim=(1, 2), keepdim=True)  # noqa: E731
+    assert abs(float(centred(b["sharp"]).std()) - 0.25 * float(centred(a["sharp"]).std())) < 0.005
+    assert torch.allclose(b["sharp"].mean(dim=(1, 2)), a["sharp"].mean(dim=(1, 2)), atol=0.02)
+    # off (the default) draws nothing extra: the data of existing recipes is unchanged
+    assert torch.equal(FamilyBlurDataset("train", 112, 8, config=FamilyBlurConfig())[3]["sharp"],
+                       FamilyBlurDataset("train", 112, 8, config=FamilyBlurConfig(contrast_range=(0.5, 0.9)))[3]["sharp"])
+    with pytest.raises(ValueError, match="contrast_range must satisfy"):
+        FamilyBlurConfig(contrast_range=(0.0, 1.0))
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="sharp_fraction must be in"):
         FamilyBlurConfig(sharp_fraction=1.5)

@@ -11,6 +11,8 @@ What the embedded default is trained on (``data.dataset: families`` in a recipe)
 2. **blur**: with probability ``sharp_fraction`` none (the network must leave a sharp photo alone), else one
    family (``data.kernels.FAMILIES``, weights ``family_weights``) at an extent drawn uniformly from
    ``ranges[family]``, applied in linear light with probability ``linear_prob``, else on sRGB values;
+   Optionally (``contrast_prob``) the content's contrast is first scaled by U(``contrast_range``) about its mean,
+   so faint, smooth content is seen sharp and blurred too;
 3. **recording**: Gaussian noise (probability ``noise_prob``, sigma up to ``max_noise``), JPEG (probability
    ``jpeg_prob``, quality in ``jpeg_quality``), 8-bit quantisation. The sharp target is quantised too.
 
@@ -113,9 +115,12 @@ class FamilyBlurConfig:
     scale_range: tuple[float, float] = (0.5, 1.0)
     ramp_start: float = 1.0
     ramp_epochs: int = 0
+    contrast_prob: float = 0.0
+    contrast_range: tuple[float, float] = (0.2, 1.0)
 
     def __post_init__(self):
-        for name in ("sharp_fraction", "dead_leaves_fraction", "linear_prob", "noise_prob", "jpeg_prob", "ramp_start"):
+        for name in ("sharp_fraction", "dead_leaves_fraction", "linear_prob", "noise_prob", "jpeg_prob", "ramp_start",
+                     "contrast_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"FamilyBlurConfig.{name} must be in [0, 1], got {value}")
@@ -137,6 +142,9 @@ class FamilyBlurConfig:
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"FamilyBlurConfig.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
+        c_low, c_high = self.contrast_range
+        if not 0 < c_low <= c_high:
+            raise ValueError(f"FamilyBlurConfig.contrast_range must satisfy 0 < low <= high, got {self.contrast_range}")
         if self.ramp_epochs < 0:
             raise ValueError(f"FamilyBlurConfig.ramp_epochs must be >= 0, got {self.ramp_epochs}")
 
@@ -240,6 +248,13 @@ def _augment(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(window)
 
 
+def _low_contrast(window: np.ndarray, factor: float) -> np.ndarray:
+    """The window's contrast scaled by ``factor`` about its mean colour: faint, smooth content (a moon, a
+    micrograph, an out-of-focus background) on which a deblurring network must not invent texture."""
+    mean = window.mean(axis=(0, 1), keepdims=True)
+    return np.clip(mean + factor * (window - mean), 0.0, 1.0).astype(window.dtype, copy=False)
+
+
 # ------------------------------------------------------------------------------------------ dataset
 
 
@@ -302,6 +317,8 @@ class FamilyBlurDataset(RenderedDataset):
             name, photo = self.photos[int(rng.integers(len(self.photos)))]
             content, source = _photo_window(photo, size, rng, cfg.scale_range), name
         content = _augment(content, rng)
+        if cfg.contrast_prob > 0 and rng.random() < cfg.contrast_prob:  # drawn only when on: old recipes keep their data
+            content = _low_contrast(content, rng.uniform(*cfg.contrast_range))
         sharp = record(content)  # 8-bit target, like a camera file
         if psf is None:
             blurred = sharp
