@@ -265,3 +265,40 @@ def test_deblur_without_blur_term_freezes_the_cascade_and_its_statistics(tmp_pat
     after = read_state_dict(tmp_path / "r/model.safetensors")
     changed = {k.split(".")[0] for k in init if not torch.equal(init[k], after[k])}
     assert "blur_map" not in changed and "decoder" in changed
+
+
+def test_resumed_schedule_follows_the_configured_length():
+    """Extending a finished stage re-fits the cosine (LambdaLR restores the old length otherwise: lr stuck at min_lr)."""
+    from dramnet_edge.train.engine import build_optimizer, refit_schedule
+
+    def setup(iters):
+        cfg = config_from_dict({"model": {"name": "dramnet_tiny"}, "optim": {"lr": 1e-3, "min_lr": 1e-5, "warmup_iters": 0},
+                                "stages": [{"name": "deblur", "iters": iters}]})
+        net = torch.nn.Linear(4, 4)
+        opt, sched = build_optimizer(net, cfg, cfg.stages[0])
+        return cfg, net, opt, sched
+
+    cfg, net, opt, sched = setup(10)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)  # finished: at the floor
+    state_opt, state_sched = opt.state_dict(), sched.state_dict()
+
+    cfg2, _, opt2, sched2 = setup(20)  # the same run extended to 20 iterations
+    opt2.load_state_dict(state_opt)
+    sched2.load_state_dict(state_sched)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(1e-5)  # what torch restores: the old, finished schedule
+    message = refit_schedule(sched2, opt2, cfg2.stages[0], cfg2)
+    assert message is not None and "10 iterations" in message and "re-fitted to 20" in message
+    halfway = 1e-5 + (1e-3 - 1e-5) * 0.5  # cosine at 10/20
+    assert opt2.param_groups[0]["lr"] == pytest.approx(halfway)
+    opt2.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] < halfway  # and it keeps decaying towards the floor at 20
+
+    _, _, opt3, sched3 = setup(10)  # same length: nothing to re-fit, nothing changes
+    opt3.load_state_dict(state_opt)
+    sched3.load_state_dict(state_sched)
+    assert refit_schedule(sched3, opt3, cfg.stages[0], cfg) is None
+    assert opt3.param_groups[0]["lr"] == pytest.approx(1e-5)

@@ -442,6 +442,33 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, stage: StageConfig):
     return opt, sched
 
 
+def refit_schedule(sched, opt, stage: StageConfig, cfg: TrainConfig) -> str | None:
+    """After ``sched.load_state_dict``: make the cosine follow this config's stage length, not the checkpoint's.
+
+    LambdaLR saves a callable object's attributes and restores them on load, so a resumed stage kept the schedule
+    it was started with: a finished run extended with more iterations stayed at ``min_lr`` for every new step,
+    and a shortened one never reached it. The cosine is re-fitted to the configured length and continues from the
+    current step (extending a finished run therefore raises the lr to the new cosine's value there). Returns a
+    line for the log when the schedule changed, else None.
+    """
+    o = cfg.optim
+    lr = stage.lr if stage.lr is not None else o.lr
+    floor = stage.min_lr if stage.min_lr is not None else o.min_lr
+    new = CosineSchedule(stage.iters, o.warmup_iters, floor / lr)
+    old = sched.lr_lambdas[0]
+    if isinstance(old, CosineSchedule) and (old.iters, old.warmup, old.floor) == (new.iters, new.warmup, new.floor):
+        return None
+    step = sched.last_epoch
+    sched.lr_lambdas = [new for _ in sched.lr_lambdas]
+    lrs = [base * new(step) for base in sched.base_lrs]
+    for group, value in zip(opt.param_groups, lrs):
+        group["lr"] = value
+    sched._last_lr = lrs
+    was = f"{old.iters} iterations" if isinstance(old, CosineSchedule) else "another schedule"
+    return (f"stage {stage.name}: the checkpoint's cosine ran over {was}, this config has {stage.iters}: re-fitted to "
+            f"{stage.iters}, lr at step {step} is {lrs[0]:.3g}")
+
+
 # ------------------------------------------------------------------------------------------------- RNG
 
 
@@ -774,6 +801,9 @@ class Trainer:
         if ckpt is not None:
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
+            refit = refit_schedule(sched, opt, stage, cfg)
+            if refit:
+                self.log(refit)
             if ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
         if cfg.run.compile:
