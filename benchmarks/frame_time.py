@@ -24,24 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
-
-
 def cpu_description() -> dict:
-    """CPU model name, logical CPUs and the vector ISA flags that matter for inference speed (Linux /proc/cpuinfo)."""
+    """CPU model name, logical CPUs and the vector ISA flags that matter for inference speed."""
     import os
-    import platform
 
-    name, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("unknown", "", "x86_64"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"cpu": name, "logical_cpus": os.cpu_count(), "isa": [f for f in ISA_FLAGS if f in flags]}
+    from dramnet_edge.bench.device import _cpu_model, cpu_isa
+
+    return {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "isa": cpu_isa()}
 
 
 def main(argv: list[str] | None = None) -> int:

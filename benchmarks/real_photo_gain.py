@@ -290,13 +290,11 @@ def check_targets(per_family: dict, overall: dict, unblurred: dict, label: str) 
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    """CPU model and its ISA flags that matter for speed (the benchmark records them beside its wall time)."""
+    from dramnet_edge.bench.device import _cpu_model, cpu_isa
+
+    isa = cpu_isa()
+    return _cpu_model() + (f" ({' '.join(isa)})" if isa else "")
 
 
 def _round(x, nd: int = 4):

@@ -15,7 +15,7 @@ from dramnet_edge.cli_bench import bench_command, validate_command
 from dramnet_edge.data.io import write_image
 from dramnet_edge.data.synthetic import SyntheticBlurConfig, make_synthetic_pairs
 from dramnet_edge.models import create_model
-from dramnet_edge.models.checkpoint import save_weights
+from dramnet_edge.models.checkpoint import load_model, save_weights
 
 RUN_KEYS = {"artifact", "backend", "precision", "tau", "latency_ms_p50", "latency_ms_p90", "exit_fraction", "psnr"}
 
@@ -113,6 +113,16 @@ def test_bench_torch_schema_policies_and_skipped_backends(ckpt, images, tmp_path
     assert base["peak_rss_mb"] is None or base["peak_rss_mb"] > 0
     assert np.isfinite(base["psnr"]) and base["repetitions"] == 2
     assert result["settings"]["interleaved"] is True
+    # efficiency: the no-exit run against this CPU's GEMM peak measured in the same run; exit runs get no figure
+    peak = result["peak"]
+    assert peak["fp32_gflops"] > 0 and peak["threads"] >= 1
+    from dramnet_edge.models.summary import count_macs
+
+    net, _ = load_model(ckpt)
+    assert base["gmacs_per_tile"] == pytest.approx(count_macs(net, net.tile) / 1e9, rel=1e-3)
+    assert base["gmac_per_s"] == pytest.approx(base["gmacs_per_tile"] * base["tiles_per_s"], rel=0.01)
+    assert base["share_of_peak_pct"] == pytest.approx(100 * 2 * base["gmac_per_s"] / peak["fp32_gflops"], rel=0.02)
+    assert "gmac_per_s" not in skip_all
     json.dumps(result)  # serialisable
 
 
@@ -127,6 +137,7 @@ def test_bench_cli_writes_json_markdown_and_plots(ckpt, images, tmp_path):
     assert len(data["runs"]) == 2 and RUN_KEYS <= set(data["runs"][0])
     md = (out / "b.md").read_text()
     assert "| artifact |" in md and "skip<1" in md
+    assert "matrix-multiply peak" in md and "| GMACs/tile |" in md
     for name in ("tradeoff.png", "latency.png"):
         png = out / "plots" / name
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -322,12 +322,14 @@ def run_bench(
     targets: list[Target], images: list[BenchImage], policies: list[ExitPolicy], *, warmup: int = 1,
     repeat: int = 3, overlap: int = 32, batch_size: int = 8, power: bool = True,
     log: Callable[[str], None] | None = None, device: str = "cpu",
-    only: Callable[[Target, ExitPolicy], bool] | None = None,
+    only: Callable[[Target, ExitPolicy], bool] | None = None, measure_peak: bool = True,
 ) -> dict:
     """Benchmark every target under every policy, interleaved (see module docstring). Returns the result dict:
     {"device": {...}, "settings": {...}, "power": {...}, "input_psnr": mean PSNR of the inputs against their
-    targets (None without targets), "runs": [one dict per (target, policy)]}. ``only(target, policy)`` restricts
-    which pairs run (the others are left out, not reported)."""
+    targets (None without targets), "runs": [one dict per (target, policy)], "peak": this CPU's GEMM peak measured
+    after the runs (``bench.peak.gemm_peak``; None on CUDA or with ``measure_peak=False``)}. No-exit runs also get
+    their MACs per tile, achieved GMAC/s and share of the peak. ``only(target, policy)`` restricts which pairs run
+    (the others are left out, not reported)."""
     from .device import PeakMemory, PowerSampler, device_info, tensorrt_memory_mb
 
     log = log or (lambda msg: None)
@@ -398,6 +400,13 @@ def run_bench(
         power_summary = sampler.summary()
         for run in runs:
             run.memory["power_w"] = sampler.mean_watts_over(run.segments)
+    peak = None
+    if measure_peak and not cuda:
+        from .peak import gemm_peak
+
+        peak = gemm_peak()
+        log(f"GEMM peak at {peak['threads']} thread(s): FP32 {peak['fp32_gflops']} GFLOP/s, BF16 "
+            f"{peak['bf16_gflops'] or '-'}, INT8 {peak['int8_gops'] or '-'} GOP/s")
     info = device_info()
     info["device"] = device
     result = {
@@ -410,8 +419,46 @@ def run_bench(
         "input_psnr": float(np.mean([_psnr(i.image, i.target) for i in images if i.target is not None]))
         if any(i.target is not None for i in images) else None,
         "runs": _summarise(runs, rows_skipped, images),
+        "peak": peak,
     }
+    if peak is not None:
+        _add_efficiency(result["runs"], runs, peak)
     return result
+
+
+def _gmacs_per_tile(target: Target) -> float | None:
+    """MACs of one full-path tile of the target's model, in G (the torch model itself, or for an artifact the
+    registered variant its sidecar names at its tile). None when the model is not known here."""
+    from ..models import create_model
+    from ..models.summary import count_macs
+
+    if target.tile is None:
+        return None
+    if target.net is not None:
+        return count_macs(target.net, target.tile) / 1e9
+    try:
+        net = create_model(target.model, tile=target.tile)
+    except (ValueError, KeyError, TypeError):  # an unknown or custom model name: no figure rather than a wrong one
+        return None
+    return count_macs(net, target.tile) / 1e9
+
+
+def _add_efficiency(rows: list[dict], runs: list[_Run], peak: dict) -> None:
+    """Achieved GMAC/s and share of this CPU's peak for the no-exit runs (every tile on the full path, so the MACs
+    per tile are the work done; exit runs do less work per tile and get no figure)."""
+    from .peak import efficiency
+
+    cache: dict[int, float | None] = {}
+    for row, run in zip(rows, runs):
+        if not run.policy.is_baseline:
+            continue
+        key = id(run.target)
+        if key not in cache:
+            cache[key] = _gmacs_per_tile(run.target)
+        gmacs = cache[key]
+        if gmacs:
+            row["gmacs_per_tile"] = round(gmacs, 4)
+            row.update(efficiency(gmacs, row["tiles_per_s"], row["precision"], peak))
 
 
 def _summarise(runs: list[_Run], skipped: list[tuple[Target, ExitPolicy, str]], images: list[BenchImage]) -> list[dict]:

@@ -67,6 +67,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The vector/matrix ISA extensions that decide CPU inference speed (as /proc/cpuinfo spells them): FP32 SIMD
+#: (avx2/fma, avx512f), INT8 dot products (avx512_vnni, avx_vnni, amx_int8), BF16 (avx512_bf16, amx_bf16).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
+             "asimd", "asimddp", "sve")
+
+
+def cpu_isa() -> list[str]:
+    """The ``ISA_FLAGS`` this CPU reports (Linux /proc/cpuinfo; ARM's "Features" line too); [] where unreadable."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key = line.split(":")[0].strip().lower()
+            if key in ("flags", "features"):
+                flags |= set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return [f for f in ISA_FLAGS if f in flags]
+
+
 def _ram_gb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -142,7 +161,7 @@ def _cuda_info() -> dict | None:
 
 
 def device_info() -> dict:
-    """What this machine is. Keys: cpu_model, cpu_cores (logical), cpu_physical_cores, ram_gb, os, machine, python,
+    """What this machine is. Keys: cpu_model, cpu_isa (``ISA_FLAGS`` present), cpu_cores (logical), cpu_physical_cores, ram_gb, os, machine, python,
     load_average (1/5/15 min; a loaded machine gives noisy timings), torch_threads, versions (toolkit -> version),
     cuda (name, capability, memory_gb, cuda, count; None without a CUDA device), jetson (None off a Jetson)."""
     import torch
@@ -153,6 +172,7 @@ def device_info() -> dict:
         load = None
     return {
         "cpu_model": _cpu_model(),
+        "cpu_isa": cpu_isa(),
         "cpu_cores": os.cpu_count(),
         "cpu_physical_cores": _physical_cores(),
         "ram_gb": _ram_gb(),

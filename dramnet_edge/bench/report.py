@@ -20,7 +20,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def device_line(device: dict) -> str:
-    parts = [f"{device.get('cpu_model')} ({device.get('cpu_cores')} logical cores)", f"{device.get('ram_gb')} GB RAM",
+    isa = device.get("cpu_isa")
+    parts = [f"{device.get('cpu_model')} ({device.get('cpu_cores')} logical cores"
+             + (f"; {' '.join(isa)}" if isa else "") + ")", f"{device.get('ram_gb')} GB RAM",
              str(device.get("os"))]
     if device.get("cuda"):
         parts.insert(0, f"GPU {device['cuda']['name']} (CUDA {device['cuda'].get('cuda')})")
@@ -81,6 +83,7 @@ def bench_markdown(result: dict, title: str = "Benchmark") -> str:
                      _f(r.get("delta_psnr"), "+.3f"),
                      "–" if r.get("speedup") is None else f"{r['speedup']:.2f}x"])
     lines.append(table(headers, rows))
+    lines += efficiency_lines(result)
     idle = [r for r in result["runs"] if not r.get("skipped") and not r["baseline"] and r["exit_fraction"] == 0
             and r.get("speedup") is not None]
     if idle:
@@ -92,6 +95,27 @@ def bench_markdown(result: dict, title: str = "Benchmark") -> str:
         lines += ["", "**Caveat: a randomly initialised model was benchmarked. Its speed is representative; its "
                       "blur scores, exit decisions and PSNR are not.**"]
     return "\n".join(lines) + "\n"
+
+
+def efficiency_lines(result: dict) -> list[str]:
+    """The efficiency table: no-exit runs against this CPU's GEMM peak measured in the same run."""
+    peak = result.get("peak")
+    rows = [r for r in result["runs"] if r.get("gmac_per_s") is not None]
+    if not peak or not rows:
+        return []
+    lines = ["", f"Efficiency against this CPU's matrix-multiply peak, measured in the same run at {peak['threads']} "
+                 f"thread(s) ({peak['n']}² GEMM, best of repeated runs): FP32 {_f(peak['fp32_gflops'], '.0f')} GFLOP/s, "
+                 f"BF16 {_f(peak.get('bf16_gflops'), '.0f')}, INT8 {_f(peak.get('int8_gops'), '.0f')} GOP/s. "
+                 "Achieved = MACs of a full tile x tiles/s of the whole pipeline (tiling, blending and I/O "
+                 "included), 2 FLOPs per MAC; no-exit runs only.", ""]
+    body = [[r["artifact"], r["backend"], r["precision"], _f(r["gmacs_per_tile"], ".3f"), _f(r["gmac_per_s"], ".1f"),
+             f"{_f(r['share_of_peak_pct'], '.1f')} % of {r['peak_name']}", f"{_f(r['share_of_fp32_peak_pct'], '.1f')} %"]
+            for r in rows]
+    lines.append(table(["artifact", "backend", "prec.", "GMACs/tile", "GMAC/s", "share of its peak",
+                        "share of FP32 peak"], body))
+    for note in (peak.get("notes") or {}).values():
+        lines += ["", f"Note: {note}."]
+    return lines
 
 
 def validate_markdown(result: dict, title: str = "Validation") -> str:
