@@ -1,0 +1,363 @@
+"""Where the time of one frame goes on this CPU, per backend: the model's parts, the graphs, the op types, Python.
+
+    python benchmarks/profile_cpu.py                               # shipped default, 1280x720, torch + ORT + OpenVINO
+    python benchmarks/profile_cpu.py --backends torch --repeat 5
+    python benchmarks/profile_cpu.py --int8 out/m.int8.xml          # also an OpenVINO INT8 export: what ran in INT8
+    python benchmarks/profile_cpu.py --json prof.json --markdown prof.md
+
+One 1280x720 frame (scikit-image's motorcycle_left resized; content does not change the work without an early exit)
+goes through the same tiled runtime as ``dramnet-edge deblur`` (overlap 32, 8 tiles per batch, every tile on the
+full path), once untimed, then ``--repeat`` times; figures are per frame (mean over the repetitions).
+
+* **torch** (eager, the CLI's backend): forward hooks time the model's parts: the gate (stem convs + first
+  blur-map block), the ViT encoder (its attention separately), the token bridge + stem pyramid, and per decoder
+  block the STM core, the Fourier expert (DFT matmuls), the wavelet expert, the blur-gated mixer and the blur cross-
+  attention, the decoder's up/down convs and the head; "decoder glue" is the rest of ``decode`` (reversible
+  couplings, adds, concatenations) and "runtime" the rest of the frame (tiling, blending, copies, Python).
+* **onnxruntime** (FP32 export of the same weights, made in a temp folder): ONNX Runtime's own profiler; time per
+  split graph (gate, encoder, decoder) and per op type inside them.
+* **openvino** (FP32 IR, f32 precision hint; and ``--int8 PATH``, an existing OpenVINO INT8 export): OpenVINO's
+  per-node performance counters; time per graph and per op type, and for INT8 which node types ran an INT8 kernel
+  (the executed kernel's name carries the precision, e.g. ``brgconv_avx512_I8``) and their share of the time.
+
+Prints the CPU, its ISA flags and the thread count with the tables: compare timings only within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+
+
+def _frame(width: int, height: int) -> np.ndarray:
+    import cv2
+
+    from dramnet_edge.data.families import load_photo
+
+    photo = load_photo("motorcycle_left")
+    return np.ascontiguousarray(cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA).transpose(2, 0, 1))
+
+
+def _run_frames(session, frame: np.ndarray, repeat: int, on_untimed=None) -> float:
+    """One untimed pass, then ``repeat`` timed ones; returns seconds per frame (mean)."""
+    from dramnet_edge.runtime.tiling import deblur_image
+
+    deblur_image(session, frame, batch_size=8)
+    if on_untimed:
+        on_untimed()
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        deblur_image(session, frame, batch_size=8)
+    return (time.perf_counter() - t0) / repeat
+
+
+# ------------------------------------------------------------------------------------------------ torch
+
+
+class _Timers:
+    def __init__(self):
+        self.seconds = collections.defaultdict(float)
+        self.calls = collections.defaultdict(int)
+        self._t0: dict[int, float] = {}
+        self.enabled = True
+
+    def hook(self, module, label: str) -> None:
+        def pre(mod, args):
+            self._t0[id(mod)] = time.perf_counter()
+
+        def post(mod, args, out):
+            if self.enabled:
+                self.seconds[label] += time.perf_counter() - self._t0.pop(id(mod))
+                self.calls[label] += 1
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+    def wrap(self, obj, method: str, label: str) -> None:
+        fn = getattr(obj, method)
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                if self.enabled:
+                    self.seconds[label] += time.perf_counter() - t0
+
+        setattr(obj, method, timed)
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+
+def profile_torch(net, frame: np.ndarray, repeat: int) -> dict:
+    """Per-part seconds per frame for eager torch (forward hooks; parts do not nest)."""
+    import torch
+
+    from dramnet_edge.runtime.session import TorchSession
+
+    timers = _Timers()
+    timers.hook(net.stem.conv, "gate: stem convs")
+    timers.hook(net.blur_map.blocks[0], "gate: first blur-map block")
+    vit_attn = [m for n, m in net.encoder.named_modules() if n.endswith(".attn")]
+    for m in vit_attn:
+        timers.hook(m, "encoder: ViT attention")
+    timers.hook(net.encoder, "_encoder_total")
+    timers.hook(net.bridge, "encoder: token bridge + stem pyramid")
+    timers.wrap(net.stem, "pyramid", "encoder: token bridge + stem pyramid")
+    for name, module in net.decoder.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if ".blocks." in name and leaf in ("stm", "fourier", "wavelet", "mixer", "attention"):
+            label = {"stm": "decoder: STM core", "fourier": "decoder: Fourier expert (DFT matmuls)",
+                     "wavelet": "decoder: wavelet expert", "mixer": "decoder: blur-gated mixer",
+                     "attention": "decoder: blur cross-attention"}[leaf]
+            timers.hook(module, label)
+        elif ".levels." in name and leaf in ("up", "down"):
+            timers.hook(module, "decoder: up/down convs")
+    timers.hook(net.decoder.blur_resize, "decoder: blur-map resize")
+    timers.hook(net.head, "decoder: head")
+    session = TorchSession(net)
+    timers.wrap(net, "gate_features", "_gate_total")
+    timers.wrap(net, "encode_levels", "_encode_total")
+    timers.wrap(net, "decode", "_decode_total")
+    with torch.inference_mode():
+        frame_s = _run_frames(session, frame, repeat, on_untimed=timers.reset)
+    s = {k: v / repeat for k, v in timers.seconds.items()}
+    parts = {k: v for k, v in s.items() if not k.startswith("_")}
+    parts["encoder: ViT other (MLP, norms, patch embed)"] = s["_encoder_total"] - parts.get("encoder: ViT attention", 0)
+    decoder_named = sum(v for k, v in parts.items() if k.startswith("decoder:") and k != "decoder: head")
+    parts["decoder: glue (reversible couplings, adds, concatenations)"] = max(
+        0.0, s["_decode_total"] - decoder_named - parts.get("decoder: head", 0.0))
+    model_s = s["_gate_total"] + s["_encode_total"] + s["_decode_total"]
+    parts["model: other (input normalisation, checks, path selection)"] = max(0.0, model_s - sum(parts.values()))
+    parts["runtime: tiling, blending, copies, Python"] = frame_s - model_s
+    return {"frame_s": frame_s, "model_s": model_s, "parts": parts}
+
+
+# -------------------------------------------------------------------------------------- artifact backends
+
+
+def _wrap_graphs(session, per_graph: dict) -> None:
+    fn = session.run_graph
+
+    def timed(name, inputs):
+        t0 = time.perf_counter()
+        try:
+            return fn(name, inputs)
+        finally:
+            per_graph[name] += time.perf_counter() - t0
+
+    session.run_graph = timed
+
+
+def profile_onnxruntime(artifact: Path, frame: np.ndarray, repeat: int, work: Path) -> dict:
+    import onnxruntime as ort
+
+    from dramnet_edge.runtime.backends_onnxruntime import OnnxRuntimeSession
+
+    handles = {}
+
+    class Profiled(OnnxRuntimeSession):
+        def _load(self, path):
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.enable_profiling = True
+            options.profile_file_prefix = str(work / f"ort_{Path(path).stem}")
+            handle = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            handles[Path(path).name] = handle
+            return handle
+
+    session = Profiled(artifact)
+    per_graph = collections.defaultdict(float)
+    _wrap_graphs(session, per_graph)
+    frame_s = _run_frames(session, frame, repeat, on_untimed=per_graph.clear)
+    ops = collections.defaultdict(float)
+    for name, handle in handles.items():
+        events = json.loads(Path(handle.end_profiling()).read_text())
+        runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                      key=lambda e: e["ts"])
+        untimed = len(runs) // (repeat + 1)  # every frame runs each graph equally often; drop the untimed frame's
+        keep_after = runs[untimed - 1]["ts"] + runs[untimed - 1]["dur"] if untimed else 0
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= keep_after:
+                ops[e["args"].get("op_name", "?")] += e["dur"] / 1e6
+    return _artifact_result(frame_s, per_graph, ops, repeat)
+
+
+def _artifact_result(frame_s: float, per_graph: dict, ops: dict, repeat: int, extra: dict | None = None) -> dict:
+    graphs = {k: v / repeat for k, v in per_graph.items()}
+    model_s = sum(graphs.values())
+    return {"frame_s": frame_s, "model_s": model_s, "graphs": graphs,
+            "runtime_s": frame_s - model_s, "op_types": {k: v / repeat for k, v in ops.items()}, **(extra or {})}
+
+
+def profile_openvino(artifact: Path, frame: np.ndarray, repeat: int, f32: bool = True) -> dict:
+    import openvino as ov
+
+    from dramnet_edge.runtime.backends_openvino import OpenVINOSession
+
+    ops = collections.defaultdict(float)
+    int8_time = collections.defaultdict(float)
+    int8_nodes, counted = set(), {"on": False}
+
+    class Profiled(OpenVINOSession):
+        def _load(self, path):
+            config = {"PERF_COUNT": "YES"}
+            if self.f32:
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            compiled = ov.Core().compile_model(str(path), "CPU", config)
+            return compiled, compiled.create_infer_request()
+
+        def _run(self, handle, inputs):
+            out = super()._run(handle, inputs)
+            if counted["on"]:
+                for info in handle[1].get_profiling_info():
+                    seconds = info.real_time.total_seconds()
+                    ops[info.node_type] += seconds
+                    kernel = str(info.exec_type)
+                    if "i8" in kernel.lower() or "u8" in kernel.lower():
+                        int8_time[info.node_type] += seconds
+                        int8_nodes.add(info.node_name)
+            return out
+
+    session = Profiled(artifact, f32=f32)
+    per_graph = collections.defaultdict(float)
+    _wrap_graphs(session, per_graph)
+
+    def start():
+        per_graph.clear()
+        counted["on"] = True
+
+    frame_s = _run_frames(session, frame, repeat, on_untimed=start)
+    total = sum(ops.values()) or 1.0
+    extra = {} if f32 else {"int8_nodes": len(int8_nodes), "int8_time_by_type": {k: v / repeat for k, v in int8_time.items()},
+             "int8_share_pct": round(100 * sum(int8_time.values()) / total, 1)}
+    return _artifact_result(frame_s, per_graph, ops, repeat, extra)
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _table(title: str, items: dict, frame_s: float, top: int | None = None) -> list[str]:
+    rows = sorted(items.items(), key=lambda kv: -kv[1])
+    if top:
+        rest = sum(v for _, v in rows[top:])
+        rows = rows[:top] + ([("(other op types)", rest)] if rest > 0 else [])
+    lines = [f"| {title} | ms per frame | share of the frame |", "|---|---|---|"]
+    lines += [f"| {k} | {1e3 * v:.0f} | {100 * v / frame_s:.1f} % |" for k, v in rows]
+    return lines
+
+
+def markdown(result: dict) -> str:
+    cpu = result["cpu"]
+    lines = [f"Frame {result['frame']}, tile {result['tile']}, overlap 32, 8 tiles per batch, {result['tiles']} tiles, "
+             f"{result['repeat']} timed repetitions; {result['model']} ({result['weights']}); CPU {cpu['model']} "
+             f"({cpu['logical_cpus']} logical CPUs; {' '.join(cpu['isa'])}), {result['threads']} torch thread(s); "
+             f"torch {result['versions'].get('torch')}, onnxruntime {result['versions'].get('onnxruntime', '-')}, "
+             f"openvino {result['versions'].get('openvino', '-')}.", ""]
+    for name, r in result["backends"].items():
+        if "error" in r:
+            lines += [f"**{name}**: not profiled ({r['error']}).", ""]
+            continue
+        lines += [f"**{name}**: {1e3 * r['frame_s']:.0f} ms per frame, of which the model "
+                  f"{1e3 * r['model_s']:.0f} ms.", ""]
+        if "parts" in r:
+            lines += _table("part", r["parts"], r["frame_s"]) + [""]
+        else:
+            lines += _table("graph", {**r["graphs"], "runtime: tiling, blending, copies, Python": r["runtime_s"]},
+                            r["frame_s"]) + [""]
+            lines += _table("op type (inside the graphs)", r["op_types"], r["frame_s"], top=10) + [""]
+            if "int8_nodes" in r:
+                lines += [f"INT8 kernels: {r['int8_nodes']} nodes, {r['int8_share_pct']} % of the graphs' node time"
+                          + (": " + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in sorted(
+                              r["int8_time_by_type"].items(), key=lambda kv: -kv[1])) if r["int8_time_by_type"] else "")
+                          + ".", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--checkpoint", help="weights (default: the shipped embedded default)")
+    ap.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {','.join(BACKENDS)}")
+    ap.add_argument("--int8", type=Path, metavar="XML", help="an OpenVINO INT8 export to profile as well")
+    ap.add_argument("--repeat", type=int, default=3, help="timed frames per backend (default 3)")
+    ap.add_argument("--size", default="1280x720", help="frame WxH (default 1280x720)")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--markdown", type=Path, help="write the tables here")
+    args = ap.parse_args(argv)
+    import torch
+
+    from dramnet_edge.bench.device import _cpu_model, _versions, cpu_isa
+    from dramnet_edge.export.exporter import export_model
+    from dramnet_edge.models.checkpoint import load_model
+    from dramnet_edge.weights import EMBEDDED_DEFAULT, default_checkpoint
+
+    backends = [b for b in args.backends.split(",") if b]
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad or args.repeat < 1:
+        print(f"profile_cpu: unknown backend(s) {bad} (choose from {', '.join(BACKENDS)}) or --repeat < 1", file=sys.stderr)
+        return 2
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        print(f"profile_cpu: --size must be WxH, got {args.size!r}", file=sys.stderr)
+        return 2
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint(EMBEDDED_DEFAULT)
+    net, meta = load_model(ckpt)
+    net.eval()
+    frame = _frame(width, height)
+    from dramnet_edge.runtime.tiling import count_tiles
+
+    result = {"frame": f"{width}x{height}", "tile": net.tile, "tiles": count_tiles(height, width, net.tile, 32), "repeat": args.repeat,
+              "model": meta.get("model"), "weights": ckpt.name, "threads": torch.get_num_threads(),
+              "cpu": {"model": _cpu_model(), "isa": cpu_isa(), "logical_cpus": os.cpu_count()},
+              "versions": _versions(), "backends": {}}
+    work = Path(tempfile.mkdtemp(prefix="profile_cpu_"))
+    for backend in backends:
+        print(f"[profile] {backend} ...", flush=True)
+        try:
+            if backend == "torch":
+                result["backends"]["torch (eager, fp32)"] = profile_torch(copy.deepcopy(net), frame, args.repeat)  # hooks stay off the exported net
+            elif backend == "onnxruntime":
+                out = work / "m.onnx"
+                export_model(net, target="onnx", output=out, model_name=meta.get("model"), check=False)
+                result["backends"]["onnxruntime (fp32)"] = profile_onnxruntime(out, frame, args.repeat, work)
+            else:
+                out = work / "m.xml"
+                export_model(net, target="openvino", output=out, model_name=meta.get("model"), check=False)
+                result["backends"]["openvino (fp32, f32 hint)"] = profile_openvino(out, frame, args.repeat)
+        except ImportError as e:
+            result["backends"][backend] = {"error": f"not installed: {e.name}"}
+    if args.int8:
+        print("[profile] openvino int8 ...", flush=True)
+        result["backends"][f"openvino int8 ({args.int8.name})"] = profile_openvino(args.int8, frame, args.repeat,
+                                                                                  f32=False)
+    text = markdown(result)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
