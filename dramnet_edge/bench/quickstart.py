@@ -113,10 +113,22 @@ def stage_data(out: Path, fast: bool = False, tile: int = 112) -> tuple[Path, Pa
     return data, blur, sharp
 
 
-#: With shipped weights the quickstart fine-tunes them for this many deblur steps (no depth stage) instead of
-#: training from scratch: it keeps the whole pipeline within its 20-minute budget on a 2-core CPU and the exported,
-#: calibrated and benched model is one that deblurs. Without shipped weights it trains the quick recipe.
+#: With shipped weights the quickstart fine-tunes them for this many deblur steps of 112-px crops (no depth stage)
+#: instead of training from scratch: it keeps the whole pipeline within its 20-minute budget on a 2-core CPU and the
+#: exported, calibrated and benched model is one that deblurs. Without shipped weights it trains the quick recipe.
+#: A model with a larger tile trains on crops of its tile, for proportionally fewer steps (the same pixels).
 FINETUNE_STEPS = 200
+
+
+def finetune_plan(checkpoint) -> tuple[int, int]:
+    """(tile, steps) of the quickstart's fine-tune of a shipped weight file: the crop is the model's tile (its
+    ViT's position table is sized for it) and the step count keeps ``FINETUNE_STEPS`` x 112² pixels."""
+    from ..models import create_model
+    from ..models.checkpoint import read_metadata
+
+    meta = read_metadata(checkpoint)
+    tile = create_model(meta["model"], **meta["overrides"]).tile
+    return tile, max(25, round(FINETUNE_STEPS * (112 / tile) ** 2))
 
 
 def train_overrides_for(fast: bool, threads: int | None, overrides: tuple[str, ...] = ()) -> tuple[list[str], str]:
@@ -126,12 +138,14 @@ def train_overrides_for(fast: bool, threads: int | None, overrides: tuple[str, .
     sets = list(FAST_TRAIN if fast else ())
     shipped = default_checkpoint(EMBEDDED_DEFAULT)
     if shipped is not None and not fast:
-        sets += [f"model.name={EMBEDDED_DEFAULT}", f"model.init_checkpoint={shipped}", f"stages=[{{name: deblur, iters: {FINETUNE_STEPS}}}]",
+        tile, steps = finetune_plan(shipped)
+        sets += [f"model.name={EMBEDDED_DEFAULT}", f"model.init_checkpoint={shipped}", f"model.overrides.tile={tile}",
+                 f"data.crop={tile}", f"stages=[{{name: deblur, iters: {steps}}}]",
                  "optim.lr=2.0e-4", "optim.warmup_iters=0", "run.val_every=100", "run.ckpt_every=100",
                  # no blur-map term: the cascade stays frozen, keeping the shipped gate (trained on sharp regions,
                  # which the quick recipe's shake-only data lacks)
                  "loss.lambda_blur=0"]
-        what = f"fine-tunes the shipped {EMBEDDED_DEFAULT} ({shipped.name}) for {FINETUNE_STEPS} steps"
+        what = f"fine-tunes the shipped {EMBEDDED_DEFAULT} ({shipped.name}) for {steps} steps of {tile}-px crops"
     else:
         what = "trains dramnet_tiny from scratch with the quick recipe" + (" (a few steps: --fast)" if fast else "")
     sets += list(overrides)
