@@ -20,6 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from ..errors import UserError
 
 #: (target, precision) of every artifact the quickstart exports, in order. ONNX INT8 is calibrated from the FP32
 #: ONNX export (the calibration helper's ``calibrate(onnx=...)``); OpenVINO INT8 goes through ``export_model``.
@@ -242,7 +243,7 @@ def run_quickstart(out: str | os.PathLike, *, fast: bool = False, threads: int |
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} is not empty; pass --overwrite to reuse it")
+        raise UserError(f"{out} is not empty; pass --overwrite to reuse it")
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         import torch

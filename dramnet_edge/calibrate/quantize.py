@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .graph import QUANTIZED_OP_TYPES, constant_arrays
+from ..errors import MissingExtraError, UserError
 
 LIBRARIES = ("ort", "nncf")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -55,11 +56,11 @@ class QuantSettings:
 
     def __post_init__(self):
         if self.library not in LIBRARIES:
-            raise ValueError(f"--library must be one of {', '.join(LIBRARIES)}, got {self.library!r}")
+            raise UserError(f"--library must be one of {', '.join(LIBRARIES)}, got {self.library!r}")
         if self.method not in CALIBRATION_METHODS:
-            raise ValueError(f"--method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
+            raise UserError(f"--method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
         if not 90.0 <= self.percentile < 100.0:
-            raise ValueError(f"percentile must be in [90, 100), got {self.percentile}")
+            raise UserError(f"percentile must be in [90, 100), got {self.percentile}")
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -177,7 +178,7 @@ def _quantize_nncf(fp32_path, calibration, settings: QuantSettings, exclude: lis
                                                            QuantizationParameters)
         from nncf.quantization.range_estimator import RangeEstimatorParametersSet
     except ImportError:
-        raise ValueError('--library nncf needs nncf: pip install "dramnet-edge[openvino]"') from None
+        raise MissingExtraError('--library nncf needs nncf: pip install "dramnet-edge[openvino]"') from None
     import onnx
 
     model = onnx.load(str(fp32_path))
@@ -370,7 +371,7 @@ def check_qdq_for_tensorrt(path_or_model, name: str = "") -> None:
     problems = lint_onnx(path_or_model) + inspect_qdq(path_or_model)["problems"]
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"{name or path_or_model}: Q/DQ model not ready for TensorRT: " + "; ".join(problems[:3]) + more)
+        raise UserError(f"{name or path_or_model}: Q/DQ model not ready for TensorRT: " + "; ".join(problems[:3]) + more)
 
 
 # ----------------------------------------------------------------------------------------------- surgery

@@ -21,6 +21,7 @@ from .formats import ExportFormat, get_format, refuse_existing, require_int8_sdk
 from .sidecar import (PARITY_PHOTOS, artifact_file_hashes, build_sidecar, parity_figures, parity_photos,
                       write_sidecar)
 from .torch2onnx import DEFAULT_OPSET
+from ..errors import UserError
 
 #: Worst-photo PSNR (dB) of an artifact against PyTorch FP32 below which the export warns and marks parity not ok.
 PARITY_MIN_DB = {"fp32": 50.0, "fp16": 40.0, "int8": 30.0}
@@ -103,7 +104,7 @@ def _convert(fmt: ExportFormat, graphs, folded, paths, *, precision, batch, fft,
         extra["tensorrt_conformance"] = {g: {k: r[k] for k in ("tensorrt", "opset", "problems")} for g, r in (
             (g, require_tensorrt_conformance(p, name=f"{p.name} ({g})")) for g, p in onnx_paths.items())}
         if tensorrt_version() is None:
-            raise ValueError(f"wrote the linted ONNX {onnx_paths['model']}; building the engine needs TensorRT, "
+            raise UserError(f"wrote the linted ONNX {onnx_paths['model']}; building the engine needs TensorRT, "
                              f"which is not installed here: {fmt.install_hint()}")
         cache = paths["model"].with_name(paths["model"].name[: -len(fmt.suffix)] + ".timing.cache")
         builds = {}
@@ -265,7 +266,7 @@ def export_model(
     if calib is not None:
         check_int8_request(fmt, calib_data, budget_db)
     if tau is not None and not 0.0 <= tau <= 1.0:
-        raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
+        raise UserError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
     refuse_existing(fmt.output_files(output, precision), overwrite,
                     inputs=[p for p in (checkpoint, calib_data) if p is not None])
     from ..models.checkpoint import check_finite

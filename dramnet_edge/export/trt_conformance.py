@@ -18,6 +18,7 @@ Rules and where they come from:
 from __future__ import annotations
 
 import os
+from ..errors import UserError
 
 MIN_OPSET, MAX_OPSET = 17, 20
 TENSORRT_VERSION = "10.3"
@@ -107,7 +108,7 @@ def require_tensorrt_conformance(model_or_path, name: str = "") -> dict:
     problems = report["problems"]
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"{name or model_or_path}: would fail on TensorRT {TENSORRT_VERSION}: "
+        raise UserError(f"{name or model_or_path}: would fail on TensorRT {TENSORRT_VERSION}: "
                          + "; ".join(problems[:3]) + more)
     return report
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch.nn as nn
+from ..errors import UserError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -31,7 +32,7 @@ def create_model(name: str, **overrides) -> nn.Module:
     """
     _import_families()
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_MODELS))}")
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_MODELS))}")
     model = _MODELS[name](**overrides)
     # Remember how to rebuild this model: checkpoints store it, so a file alone can recreate its network.
     model.create_args = {"name": name, "overrides": {k: v for k, v in overrides.items() if k not in _WEIGHT_ARGS}}

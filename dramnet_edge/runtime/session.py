@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from ..errors import UserError
 
 
 class Session(Protocol):
@@ -127,15 +128,15 @@ def open_session(backend: str, *, model: torch.nn.Module | None = None, artifact
     """A session for ``backend``. The torch backend takes a model; the others an exported artifact (any of its
     files: ``m.onnx``, ``m.engine``, ``m.xml``, ``m.mlpackage`` ... or its ``m.json`` sidecar)."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available here: {', '.join(sorted(BACKENDS))}")
+        raise UserError(f"unknown backend {backend!r}; available here: {', '.join(sorted(BACKENDS))}")
     if backend == "torch":
         if model is None:
-            raise ValueError("the torch backend needs a model (--model/--checkpoint)")
+            raise UserError("the torch backend needs a model (--model/--checkpoint)")
         return TorchSession(model, device, tau_skip=tau_skip)
     if artifact is None:
-        raise ValueError(f"the {backend} backend needs an exported artifact (--artifact PATH)")
+        raise UserError(f"the {backend} backend needs an exported artifact (--artifact PATH)")
     if model is not None:
-        raise ValueError(f"the {backend} backend runs an exported artifact; --model/--checkpoint apply to torch only")
+        raise UserError(f"the {backend} backend runs an exported artifact; --model/--checkpoint apply to torch only")
     if device == "cpu" and backend in ("tensorrt", "torch-tensorrt"):
         device = "cuda"
     return BACKENDS[backend](artifact, device=device, threads=threads, tau_skip=tau_skip)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from ..errors import UserError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 #: The model every command runs when none is named; its weights ship in this folder (docs/training.md).
@@ -29,7 +30,7 @@ def resolve_model(model: str | None, checkpoint, default_model: str, warn,
     if checkpoint:
         net, meta = load_model(checkpoint)
         if model and model != meta["model"]:
-            raise ValueError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
+            raise UserError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
         return net.eval(), meta["model"], Path(checkpoint)
     name = model or default_model
     source = default_checkpoint(name)
