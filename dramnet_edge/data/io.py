@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.checkpoint import atomic_write
+from ..io_utils import atomic_write
 from ..errors import UserError
 
 # BT.601 luma, the weights OpenCV and Pillow use to turn RGB into grey.

@@ -667,7 +667,7 @@ def blur_statistics(dataset: SyntheticBlurDataset, samples: int | None = None, t
     (sharp), between (mild) or above thresholds[1] (heavy), its quantiles, and the PSNR of
     blurred vs sharp over the samples that were blurred (mean, std, min, max)."""
     from ..metrics import psnr
-    from ..models.dram_blocks import laplacian_blur_target
+    from ..blur_target import laplacian_blur_target
 
     samples = min(samples or len(dataset), len(dataset))
     tiles, values = [], []

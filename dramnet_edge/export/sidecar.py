@@ -139,7 +139,7 @@ def _member_files(path: Path) -> list[Path]:
 def artifact_file_hashes(folder: str | os.PathLike, names) -> dict[str, dict]:
     """{relative path: {"sha256", "bytes"}} of every file behind the artifact entries ``names`` (relative to
     ``folder``), for the sidecar's ``files`` entry."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
 
     folder = Path(folder)
     out = {}
@@ -152,7 +152,7 @@ def artifact_file_hashes(folder: str | os.PathLike, names) -> dict[str, dict]:
 def verify_artifact_files(sidecar: dict, folder: str | os.PathLike, source: str | os.PathLike = "") -> None:
     """Check every file the sidecar lists under ``files`` against its size and SHA-256; a one-line ValueError
     names the first missing or damaged one. Sidecars from before the hashes were recorded pass unchecked."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
 
     folder = Path(folder)
     for name, entry in (sidecar.get("files") or {}).items():
@@ -170,7 +170,7 @@ def build_sidecar(
     extra: dict | None = None,
 ) -> dict:
     """The sidecar dict. ``graphs`` holds file names relative to the sidecar's folder."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
 
     return {
         "format": SIDECAR_FORMAT,
@@ -195,7 +195,7 @@ def build_sidecar(
 
 
 def write_sidecar(path: str | os.PathLike, sidecar: dict) -> None:
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     text = json.dumps(sidecar, indent=2, allow_nan=True) + "\n"
 

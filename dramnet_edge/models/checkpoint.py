@@ -2,51 +2,23 @@
 
 A dramnet-edge weight file is a ``.safetensors`` whose metadata holds
 ``{"format": "dramnet-edge", "model": <registered name>, "overrides": <json>, "version": ..., ...}``,
-so ``load_model(path)`` can rebuild the exact network before loading it with ``strict=True``.
+so ``models.builder.load_model(path)`` can rebuild the exact network before loading it with ``strict=True``.
 Training checkpoints (``.pt``, see dramnet_edge/train) hold the same under ``"model_args"`` and the
 weights under ``"model"``; ``load_weights`` accepts both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from ..errors import UserError
+from ..io_utils import atomic_write, file_sha256  # noqa: F401  (re-exported: their old home)
 
 FORMAT = "dramnet-edge"
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write_fn) -> None:
-    """Call ``write_fn(tmp_path)`` then rename into place: a crash never leaves half a file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict | None = None) -> None:
@@ -161,13 +133,3 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     state = read_state_dict(path)
     check_finite(state, source=str(path))
     load_state_dict_strict(model, state, source=str(path))
-
-
-def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
-    """Rebuild the network recorded in a weight file and load it. Returns (model in eval mode, metadata)."""
-    from .registry import create_model
-
-    meta = read_metadata(path)
-    model = create_model(meta["model"], **{**meta["overrides"], **overrides})
-    load_weights(model, path)
-    return model.eval(), meta

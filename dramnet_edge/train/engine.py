@@ -46,7 +46,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..metrics import psnr
-from ..models.checkpoint import atomic_write, load_state_dict_strict, save_weights
+from ..io_utils import atomic_write
+from ..models.checkpoint import load_state_dict_strict, save_weights
 from .config import StageConfig, TrainConfig, dump_config, load_config
 from .evaluate import evaluate_pairs
 from .losses import (VGGPerceptualLoss, aibnet_loss, blur_map_loss, charbonnier_recon_loss, depth_consistency_loss, recon_loss,
@@ -298,7 +299,7 @@ class TrainStep(nn.Module):
         if self.kind == "blurmap":
             # Only the BME cascade on the (frozen) stem: no ViT, no decoder, so a step costs a few percent of a
             # deblur step.
-            from ..models.dram_blocks import laplacian_blur_target_pyramid
+            from ..blur_target import laplacian_blur_target_pyramid
 
             with torch.no_grad():
                 stem = m.stem.conv(m.normalize(blurred))
@@ -330,7 +331,7 @@ class TrainStep(nn.Module):
             terms["perc"] = self.perceptual(image, sharp)
             loss = loss + lc.lambda_perc * terms["perc"]
         if lc.lambda_blur > 0:
-            from ..models.dram_blocks import laplacian_blur_target_pyramid
+            from ..blur_target import laplacian_blur_target_pyramid
 
             tile = getattr(m.blur_map, "tile", m.encoder.patch_size)
             with torch.no_grad():
