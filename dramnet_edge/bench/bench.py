@@ -157,7 +157,7 @@ def torch_target(checkpoint: str | os.PathLike | None, device: str = "cpu", mode
     """A torch target for a weight file, or (checkpoint None) the shipped default weights of ``model``
     (random initialisation, said in ``weights``, when none are shipped)."""
     from ..models import create_model
-    from ..models.checkpoint import load_model
+    from ..models.builder import load_model
     from ..runtime.session import TorchSession
     from ..weights import default_checkpoint
 

@@ -162,9 +162,9 @@ def stage_export(checkpoint: Path, target: str, precision: str, folder: Path,
                  log: Callable[[str], None] | None = None) -> tuple[Path, dict]:
     """Export the trained model with the export helper's ``export_model`` (parity checked on photos). INT8 is
     calibrated inside it (embedded synthetic calibration set, default PSNR budget). Returns (artifact path, sidecar)."""
-    from ..export.exporter import export_model
+    from ..deploy.export import export_model
     from ..export.formats import get_format
-    from ..models.checkpoint import load_model
+    from ..models.builder import load_model
 
     fmt = get_format(target)
     if precision not in fmt.ready_precisions:
@@ -309,7 +309,7 @@ def run_quickstart(out: str | os.PathLike, *, fast: bool = False, threads: int |
         "artifacts": {k: str(v) for k, v in st.artifacts.items()},
         "validate": st.validate_result, "bench": st.bench_result, "plots": plots,
     }
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
     report = quickstart_markdown(

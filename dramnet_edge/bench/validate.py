@@ -85,14 +85,14 @@ def load_pairs(data, split: str = "test", limit: int | None = None) -> list[Pair
 # ------------------------------------------------------------------------------------------- reference
 
 def _retile(net, tile: int):
-    from ..cli_export import retile
+    from ..models.builder import retile
 
     return retile(net, tile)
 
 
 def resolve_reference(target: Target, checkpoint: str | os.PathLike | None = None) -> tuple[Path | None, str]:
     """The FP32 weight file the artifact was exported from, and a note saying how it was found (or why not)."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
     from ..weights import default_checkpoint
 
     if target.backend == "torch":
@@ -131,7 +131,7 @@ class _References:
         self._sessions: dict = {}
 
     def session(self, path: Path | None, target: Target):
-        from ..models.checkpoint import load_model
+        from ..models.builder import load_model
         from ..runtime.session import TorchSession
 
         if target.backend == "torch":

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..export.qdq import constant_arrays  # noqa: F401  (re-exported: its old home)
+
 QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm")
 SENSITIVE_KINDS = ("dft", "softmax_attention", "blur_map_head", "last_conv")
 
@@ -134,19 +136,6 @@ class GraphLayers:
 
     def sensitive_nodes(self, kinds=SENSITIVE_KINDS) -> list[str]:
         return [n for n, k in self.sensitive.items() if k in kinds]
-
-
-def constant_arrays(model) -> dict[str, np.ndarray]:
-    """Every initializer and ``Constant`` node output of an ONNX model, by tensor name, as numpy arrays."""
-    from onnx import numpy_helper
-
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    consts[node.output[0]] = numpy_helper.to_array(attr.t)
-    return consts
 
 
 def _is_fixed_transform(array: np.ndarray) -> bool:

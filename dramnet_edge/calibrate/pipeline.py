@@ -36,7 +36,7 @@ from .runner import OnnxGraph
 from .tiles import CalibrationSet, build_calibration_set
 from ..errors import UserError
 
-GRAPHS = ("model", "encoder", "decoder_full", "decoder_light")
+from ..export.fold import QUANTIZED_GRAPHS as GRAPHS  # noqa: E402  (the four graphs INT8 quantizes)
 ENCODER_OUTPUTS = ("level0", "level1", "level2", "level3", "blur")
 DEFAULT_BUDGET_DB = 0.1
 DEFAULT_MAX_EVALS = 48
@@ -434,7 +434,7 @@ def _sidecar_summary(report: dict) -> dict:
 def _parity(side_path: Path, fp32_paths: dict[str, Path], tile: int, tau, model) -> dict:
     """Parity of the INT8 artifact on the export's parity photos, against the torch model when given (the export
     convention), else against the FP32 ONNX graphs it was quantized from."""
-    from ..export.exporter import check_artifact, measure_parity
+    from ..runtime.parity import check_artifact, measure_parity
     from ..export.formats import get_format
     from ..export.sidecar import parity_photos
     from ..runtime.backends_onnxruntime import OnnxRuntimeSession

@@ -30,6 +30,8 @@ from ..errors import UserError
 
 FFT_FORMS = ("native", "dft")
 GRAPH_NAMES = ("model", "encoder", "decoder_full", "decoder_light", "gate")
+#: The graphs INT8 calibration quantizes; the skip gate stays FP32 (``calibrate.pipeline.GRAPHS``).
+QUANTIZED_GRAPHS = GRAPH_NAMES[:4]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -62,11 +62,11 @@ def typing_plan(version: tuple[int, int], precision: str) -> dict:
 
 def engine_precision(precision: str, graph: str) -> str:
     """The precision one graph of an export is built with: an INT8 export's skip gate is an FP32 ONNX (calibration
-    quantizes ``calibrate.pipeline.GRAPHS`` only), and TensorRT's INT8 flag on a graph with no Q/DQ asks for the
+    quantizes ``fold.QUANTIZED_GRAPHS`` only), and TensorRT's INT8 flag on a graph with no Q/DQ asks for the
     deprecated implicit quantization, so it is built as FP32."""
-    from ..calibrate.pipeline import GRAPHS
+    from .fold import QUANTIZED_GRAPHS
 
-    return "fp32" if precision == "int8" and graph not in GRAPHS else precision
+    return "fp32" if precision == "int8" and graph not in QUANTIZED_GRAPHS else precision
 
 
 def qdq_to_fp16(model):
@@ -129,7 +129,7 @@ def build_engine(
     import onnx
     import tensorrt as trt
 
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
     from .lint import check_onnx
 
     check_onnx(onnx_path, purpose="TensorRT")

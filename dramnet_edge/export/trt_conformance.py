@@ -59,9 +59,8 @@ def check_tensorrt_conformance(model_or_path) -> dict:
     """
     import onnx
 
-    from ..calibrate.graph import constant_arrays
-    from ..calibrate.quantize import inspect_qdq
     from .lint import lint_onnx
+    from .qdq import constant_arrays, inspect_qdq
 
     model = onnx.load(str(model_or_path), load_external_data=False) \
         if isinstance(model_or_path, (str, os.PathLike)) else model_or_path

@@ -140,3 +140,24 @@ def open_session(backend: str, *, model: torch.nn.Module | None = None, artifact
     if device == "cpu" and backend in ("tensorrt", "torch-tensorrt"):
         device = "cuda"
     return BACKENDS[backend](artifact, device=device, threads=threads, tau_skip=tau_skip)
+
+
+def open_artifact_session(backend: str, artifact, *, model: str | None = None, checkpoint=None, device: str = "cpu"):
+    """(session, model name) for a non-torch backend running an exported artifact. UserError (one line) when the
+    artifact is missing, has no sidecar, was exported for another backend, or --model/--checkpoint were given
+    (they belong to torch)."""
+    from pathlib import Path
+
+    from ..export.sidecar import read_sidecar
+
+    if artifact is None:
+        raise UserError(f"--backend {backend} runs an exported model: give --artifact PATH "
+                        "(from `dramnet-edge export`)")
+    if model is not None or checkpoint is not None:
+        raise UserError(f"--model/--checkpoint select a PyTorch model; --backend {backend} runs --artifact "
+                        f"{artifact} as exported")
+    if not Path(artifact).exists():
+        raise UserError(f"artifact not found: {artifact}")
+    sidecar, _ = read_sidecar(artifact)
+    session = open_session(backend, artifact=str(artifact), device=device)
+    return session, sidecar["model"]
