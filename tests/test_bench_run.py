@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from dramnet_edge.bench.bench import BASELINE, ExitPolicy, bench, parse_tau_list
 from dramnet_edge.bench.photos import defocus_psf, half_sharp_set, motion_psf
 from dramnet_edge.bench.validate import find_pairs, validate
-from dramnet_edge.cli_bench import bench_command, validate_command
+from dramnet_edge.cli.bench import bench_command, validate_command
 from dramnet_edge.data.io import write_image
 from dramnet_edge.data.synthetic import SyntheticBlurConfig, make_synthetic_pairs
 from dramnet_edge.models import create_model
