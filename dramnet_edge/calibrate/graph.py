@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..export.qdq import constant_arrays  # noqa: F401  (re-exported: its old home)
+from ..export.qdq import QUANTIZED_OP_TYPES, constant_arrays  # noqa: F401  (re-exported: their old home)
 
-QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm")
 SENSITIVE_KINDS = ("dft", "softmax_attention", "blur_map_head", "last_conv")
 
 # Ops a value passes through unchanged in kind (scale, reshape, select) when walking from an attention Softmax

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.qdq import constant_arrays, inspect_qdq, weight_output_axis  # noqa: F401  (re-exported)
-from .graph import QUANTIZED_OP_TYPES
+from ..export.qdq import (QUANTIZED_OP_TYPES, constant_arrays, inspect_qdq,  # noqa: F401  (re-exported)
+                          quantized_nodes, weight_output_axis)
 from ..errors import MissingExtraError, UserError
 
 LIBRARIES = ("ort", "nncf")
@@ -243,27 +243,6 @@ def signed_activations(model):
 
 
 # ----------------------------------------------------------------------------------------------- inspection
-
-
-def quantized_nodes(model) -> dict[str, dict]:
-    """{node name: {"activation": bool, "weight": bool}} for Conv/MatMul/Gemm nodes fed by a DequantizeLinear."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consts = constant_arrays(model)
-    out = {}
-    for node in model.graph.node:
-        if node.op_type not in QUANTIZED_OP_TYPES:
-            continue
-        kinds = {"activation": False, "weight": False}
-        for t in node.input[:2]:
-            p = producer.get(t)
-            if p is not None and p.op_type == "DequantizeLinear":
-                src = p.input[0]
-                is_weight = src in consts or (producer.get(src) is not None and producer[src].op_type == "QuantizeLinear"
-                                              and producer[src].input[0] in consts)
-                kinds["weight" if is_weight else "activation"] = True
-        if kinds["activation"] or kinds["weight"]:
-            out[node.name] = kinds
-    return out
 
 
 def check_qdq_for_tensorrt(path_or_model, name: str = "") -> None:

@@ -9,6 +9,9 @@ import os
 
 import numpy as np
 
+#: Only the inputs of these are quantized: where INT8 kernels pay (``calibrate.graph`` explains the choice).
+QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm")
+
 
 def constant_arrays(model) -> dict[str, np.ndarray]:
     """Every initializer and ``Constant`` node output of an ONNX model, by tensor name, as numpy arrays."""
@@ -120,3 +123,24 @@ def weight_output_axis(node, slot: int, rank: int) -> int | None:
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return 0 if trans_b else 1
     return None
+
+
+def quantized_nodes(model) -> dict[str, dict]:
+    """{node name: {"activation": bool, "weight": bool}} for Conv/MatMul/Gemm nodes fed by a DequantizeLinear."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consts = constant_arrays(model)
+    out = {}
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZED_OP_TYPES:
+            continue
+        kinds = {"activation": False, "weight": False}
+        for t in node.input[:2]:
+            p = producer.get(t)
+            if p is not None and p.op_type == "DequantizeLinear":
+                src = p.input[0]
+                is_weight = src in consts or (producer.get(src) is not None and producer[src].op_type == "QuantizeLinear"
+                                              and producer[src].input[0] in consts)
+                kinds["weight" if is_weight else "activation"] = True
+        if kinds["activation"] or kinds["weight"]:
+            out[node.name] = kinds
+    return out
