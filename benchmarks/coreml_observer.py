@@ -6,7 +6,7 @@ torch.set_num_threads(1)
 from dramnet_edge.calibrate.coreml_w8a8 import prepare_w8a8
 from dramnet_edge.export.fold import fold_model, split_graphs
 from dramnet_edge.export.sidecar import parity_photos
-from dramnet_edge.models.checkpoint import load_model
+from dramnet_edge.models.builder import load_model
 from dramnet_edge.weights import default_checkpoint
 net, _ = load_model(default_checkpoint("dramnet_tiny"), tile=112)
 folded = fold_model(net.eval(), "dft")

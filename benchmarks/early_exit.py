@@ -61,9 +61,9 @@ TARGET_SPEEDUP, TARGET_LOSS_DB = 1.5, 0.05
 def load_net(checkpoint: str | None, tile: int | None):
     """(model in eval mode, label, weights description). checkpoint None: the shipped default's weights, else a
     randomly initialised dramnet_tiny at ``tile`` (default ``RANDOM_INIT_TILE``)."""
-    from dramnet_edge.cli_export import retile
+    from dramnet_edge.models.builder import retile
     from dramnet_edge.models import create_model
-    from dramnet_edge.models.checkpoint import load_model
+    from dramnet_edge.models.builder import load_model
     from dramnet_edge.weights import default_checkpoint
 
     from dramnet_edge.weights import EMBEDDED_DEFAULT

@@ -24,12 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dramnet_edge.cli_export import load_export_model  # noqa: E402
-from dramnet_edge.export import exporter  # noqa: E402
-from dramnet_edge.export.exporter import artifact_size, export_model  # noqa: E402
+from dramnet_edge.deploy.export import export_model  # noqa: E402
+from dramnet_edge.export.exporter import artifact_size  # noqa: E402
 from dramnet_edge.export.fold import fold_model, split_graphs, example_inputs  # noqa: E402
 from dramnet_edge.export.formats import get_format  # noqa: E402
 from dramnet_edge.export.onnx2openvino import onnx_to_openvino  # noqa: E402
+from dramnet_edge.runtime import parity as runtime_parity  # noqa: E402
+from dramnet_edge.weights import load_export_model  # noqa: E402
 from dramnet_edge.export.onnx_fp16 import convert_file_to_fp16  # noqa: E402
 from dramnet_edge.export.sidecar import artifact_file_hashes, parity_photos  # noqa: E402
 from dramnet_edge.export.torch2onnx import export_onnx, ort_session  # noqa: E402
@@ -101,7 +102,7 @@ def bench_model(name: str, tile: int, frame_hw: tuple[int, int], out: Path, thre
     }
 
     photos = parity_photos(tile)
-    refs = exporter.parity_references(net, photos, None)
+    refs = runtime_parity.parity_references(net, photos, None)
     sessions = {
         "torch (eager, FP32)": (TorchSession(net), None, None),
         "onnxruntime FP32": (OnnxRuntimeSession(side32, threads=threads), side32, "fp32"),
@@ -119,7 +120,7 @@ def bench_model(name: str, tile: int, frame_hw: tuple[int, int], out: Path, thre
             sc = json.loads(Path(side).read_text())
             row["size_mb"] = round(sum(sc["size_bytes"][g] for g in ("encoder", "decoder_full", "decoder_light")) / 1e6, 2)
             row["model_graph_mb"] = round(sc["size_bytes"]["model"] / 1e6, 2)
-            parity = exporter.measure_parity(session, refs, photos, None, precision)
+            parity = runtime_parity.measure_parity(session, refs, photos, None, precision)
             row["parity_db_min"] = round(min(parity[g]["psnr_db_min"] for g in ("model", "full", "light")), 1)
             row["max_abs_diff"] = float(max(parity[g]["max_abs_diff"] for g in ("model", "full", "light")))
         wall, cpu = median_times(lambda: session.infer(tile_in, None), repeat)

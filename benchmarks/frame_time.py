@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dramnet_edge.data.families import load_photo
     from dramnet_edge.data.io import read_image, write_image
-    from dramnet_edge.models.checkpoint import load_model
+    from dramnet_edge.models.builder import load_model
     from dramnet_edge.runtime.session import open_session
     from dramnet_edge.runtime.tiling import deblur_image
     from dramnet_edge.weights import default_checkpoint

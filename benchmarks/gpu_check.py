@@ -452,7 +452,7 @@ def section_infer(ctx) -> dict:
 
 def section_early_exit(ctx) -> dict:
     from dramnet_edge.bench.photos import half_sharp_set
-    from dramnet_edge.models.checkpoint import load_model
+    from dramnet_edge.models.builder import load_model
     from dramnet_edge.runtime.session import TorchSession
     from dramnet_edge.runtime.tiling import deblur_image
     from dramnet_edge.weights import default_checkpoint

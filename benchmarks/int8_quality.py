@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     from dramnet_edge.calibrate.tiles import build_calibration_set
     from dramnet_edge.export.formats import get_format
     from dramnet_edge.models import create_model
-    from dramnet_edge.models.checkpoint import load_model
+    from dramnet_edge.models.builder import load_model
     from dramnet_edge.weights import default_checkpoint
 
     def log(msg):

@@ -304,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from dramnet_edge.bench.device import _cpu_model, _versions, cpu_isa
-    from dramnet_edge.export.exporter import export_model
-    from dramnet_edge.models.checkpoint import load_model
+    from dramnet_edge.deploy.export import export_model
+    from dramnet_edge.models.builder import load_model
     from dramnet_edge.weights import EMBEDDED_DEFAULT, default_checkpoint
 
     backends = [b for b in args.backends.split(",") if b]

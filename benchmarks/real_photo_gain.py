@@ -198,7 +198,7 @@ def default_checkpoints() -> list[Path]:
 
 def load_models(checkpoints, tau_skip: float | None = None) -> list[dict]:
     """[{label, model, checkpoint, tile, session}] for weight files (default: ``default_checkpoints()``)."""
-    from dramnet_edge.models.checkpoint import load_model
+    from dramnet_edge.models.builder import load_model
     from dramnet_edge.runtime.session import TorchSession
 
     paths = [Path(c) for c in checkpoints] or default_checkpoints()

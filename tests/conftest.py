@@ -24,7 +24,7 @@ def one_thread():
 # Modules that fork (DataLoader workers, subprocess): a fork after onnxruntime/openvino/nncf were loaded crashed the
 # pytest process twice in this session (in test_families' DataLoader test, then in test_gpu_check's subprocess).
 TRAINS_IN_PROCESS = ("test_bench_quickstart.py", "test_families.py", "test_gpu_check.py", "test_jetson_check_script.py",
-                     "test_real_photo_gain.py")
+                     "test_layers.py", "test_real_photo_gain.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -24,7 +24,7 @@ RUN_KEYS = {"artifact", "backend", "precision", "tau", "latency_ms_p50", "latenc
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from dramnet_edge.export.exporter import export_model
+    from dramnet_edge.deploy.export import export_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from dramnet_edge.bench import quickstart as qs
-from dramnet_edge.cli_bench import quickstart_command
+from dramnet_edge.cli.bench import quickstart_command
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -54,8 +54,9 @@ def test_quickstart_reports_a_failing_step_and_goes_on(tmp_path, monkeypatch):
 
 
 def test_int8_export_goes_through_export_model_and_reports_the_calibration(tmp_path, monkeypatch):
-    from dramnet_edge.export import exporter, formats
-    from dramnet_edge.models import checkpoint
+    from dramnet_edge.deploy import export as exporter
+    from dramnet_edge.export import formats
+    from dramnet_edge.models import builder
 
     seen = {}
 
@@ -68,7 +69,7 @@ def test_int8_export_goes_through_export_model_and_reports_the_calibration(tmp_p
     monkeypatch.setattr(exporter, "export_model", fake_export_model)
     real = formats.get_format("openvino")  # INT8 marked ready, whatever this checkout's table says
     monkeypatch.setattr(formats, "get_format", lambda name: replace(real, ready_precisions=("fp32", "fp16", "int8")))
-    monkeypatch.setattr(checkpoint, "load_model", lambda path: (torch.nn.Identity(), {"model": "dramnet_tiny"}))
+    monkeypatch.setattr(builder, "load_model", lambda path: (torch.nn.Identity(), {"model": "dramnet_tiny"}))
     path, side = qs.stage_export(tmp_path / "w.safetensors", "openvino", "int8", tmp_path / "a")
     assert seen["target"] == "openvino" and seen["precision"] == "int8" and seen["output"] == path
     assert path.name == "dramnet-openvino-int8.xml" and seen["checkpoint"] == tmp_path / "w.safetensors"

@@ -11,11 +11,12 @@ from click.testing import CliRunner
 from dramnet_edge.bench.bench import BASELINE, ExitPolicy, bench, parse_tau_list
 from dramnet_edge.bench.photos import defocus_psf, half_sharp_set, motion_psf
 from dramnet_edge.bench.validate import find_pairs, validate
-from dramnet_edge.cli_bench import bench_command, validate_command
+from dramnet_edge.cli.bench import bench_command, validate_command
 from dramnet_edge.data.io import write_image
 from dramnet_edge.data.synthetic import SyntheticBlurConfig, make_synthetic_pairs
 from dramnet_edge.models import create_model
-from dramnet_edge.models.checkpoint import load_model, save_weights
+from dramnet_edge.models.builder import load_model
+from dramnet_edge.models.checkpoint import save_weights
 
 RUN_KEYS = {"artifact", "backend", "precision", "tau", "latency_ms_p50", "latency_ms_p90", "exit_fraction", "psnr"}
 

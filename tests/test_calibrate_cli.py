@@ -5,7 +5,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from dramnet_edge.cli_calibrate import calibrate
+from dramnet_edge.cli.calibrate import calibrate
 
 
 def _error(args):

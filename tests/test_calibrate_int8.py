@@ -261,7 +261,7 @@ def _small_calibration(monkeypatch, **extra):
 def test_openvino_int8_export_compiles_runs_and_reports(run, tmp_path, monkeypatch):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
-    from dramnet_edge.export.exporter import export_model
+    from dramnet_edge.deploy.export import export_model
 
     _reuse_fp32_graphs(run, monkeypatch)
     _small_calibration(monkeypatch)
@@ -304,7 +304,7 @@ def test_tensorrt_builds_an_engine_from_the_qdq_onnx(run, tmp_path):
 def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_path, monkeypatch):
     """The Jetson workflow's host half: `export --target tensorrt --int8` calibrates the Q/DQ ONNX the engines are
     built from (here with the ORT library), checks it for TensorRT, then says what to install."""
-    from dramnet_edge.cli_export import export
+    from dramnet_edge.cli.export import export
     from dramnet_edge.export import onnx2engine
     from dramnet_edge.models.checkpoint import save_weights
 
@@ -330,7 +330,7 @@ def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_
 
 @pytest.mark.slow
 def test_export_int8_onnx_through_the_cli_with_calib_data_and_budget(run, tmp_path, monkeypatch):
-    from dramnet_edge.cli_export import export
+    from dramnet_edge.cli.export import export
     from dramnet_edge.models.checkpoint import save_weights
 
     _reuse_fp32_graphs(run, monkeypatch)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dramnet_edge.cli_export import export
+from dramnet_edge.cli.export import export
 from dramnet_edge.export import formats
 from dramnet_edge.export.formats import FORMATS, format_for_path, get_format, validate_request
 from dramnet_edge.export.lint import lint_onnx
@@ -296,7 +296,8 @@ def test_missing_calibration_library_names_the_install(tmp_path, monkeypatch):
 
 
 def test_deblur_backend_helpers_give_one_line_errors(tmp_path):
-    from dramnet_edge.cli_export import deblur_backend_choices, open_artifact_session
+    from dramnet_edge.cli._common import deblur_backend_choices
+    from dramnet_edge.runtime.session import open_artifact_session
 
     assert deblur_backend_choices() == ["torch", "onnxruntime", "tensorrt", "torch-tensorrt", "coreml", "openvino"]
     with pytest.raises(ValueError, match="give --artifact PATH"):
@@ -310,7 +311,7 @@ def test_deblur_backend_helpers_give_one_line_errors(tmp_path):
 def test_checkpoint_at_another_tile_is_retiled(tmp_path):
     import torch
 
-    from dramnet_edge.cli_export import load_export_model
+    from dramnet_edge.weights import load_export_model
     from dramnet_edge.models import create_model
     from dramnet_edge.models.checkpoint import save_weights
 

@@ -18,8 +18,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dramnet_edge.cli_export import export
+from dramnet_edge.cli.export import export
 from dramnet_edge.export import exporter
+from dramnet_edge.runtime import parity as runtime_parity
 from dramnet_edge.export.formats import get_format
 from dramnet_edge.export.lint import lint_onnx
 from dramnet_edge.export.trt_conformance import check_tensorrt_conformance
@@ -199,8 +200,8 @@ def test_fp16_onnx_keeps_fp32_islands_and_40db(exported, tmp_path):
 
     session = open_session("onnxruntime", artifact=str(side), threads=1)
     photos = parity_photos(TILE)
-    refs = exporter.parity_references(exported.net, photos, exported.tau)
-    parity = exporter.measure_parity(session, refs, photos, exported.tau, "fp16", model_tau=None)
+    refs = runtime_parity.parity_references(exported.net, photos, exported.tau)
+    parity = runtime_parity.measure_parity(session, refs, photos, exported.tau, "fp16", model_tau=None)
     for graph in ("model", "full", "light"):
         assert parity[graph]["nan_or_inf"] == 0 and parity[graph]["psnr_db_min"] >= 40, (graph, parity[graph])
     assert parity["ok"]
@@ -217,8 +218,8 @@ def test_openvino_ir_from_the_dft_free_onnx(exported, tmp_path):
     encoder_inputs = session._handles["encoder"][0].inputs
     assert [tuple(p.get_partial_shape().to_shape()) for p in encoder_inputs] == [(2, 3, TILE, TILE)]
     photos = parity_photos(TILE)
-    refs = exporter.parity_references(exported.net, photos, exported.tau)
-    parity = exporter.measure_parity(session, refs, photos, exported.tau, "fp32", model_tau=None)
+    refs = runtime_parity.parity_references(exported.net, photos, exported.tau)
+    parity = runtime_parity.measure_parity(session, refs, photos, exported.tau, "fp32", model_tau=None)
     for graph in ("model", "full", "light"):
         assert parity[graph]["psnr_db_min"] >= 45, (graph, parity[graph])
     assert parity["exits_match"]
@@ -355,8 +356,9 @@ def test_coreml_prediction_parity(exported, tmp_path, precision, min_db):
 
 def test_deblur_cli_runs_an_exported_artifact(exported, tmp_path):
     from dramnet_edge import cli
+    from dramnet_edge.cli.infer import deblur
 
-    if "artifact" not in {p.name for p in cli.deblur.params}:
+    if "artifact" not in {p.name for p in deblur.params}:
         pytest.skip("deblur --artifact is not wired into cli.py yet")
     import cv2
     import skimage.data

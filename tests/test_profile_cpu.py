@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dramnet_edge.models.checkpoint import load_model
+from dramnet_edge.models.builder import load_model
 from dramnet_edge.weights import default_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_cpu.py"

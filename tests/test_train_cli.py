@@ -12,8 +12,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from dramnet_edge.cli import _Group
-from dramnet_edge.cli_train import COMMANDS
+from dramnet_edge.cli.train import COMMANDS
 from dramnet_edge.data import PairedImageDataset, write_image
 from dramnet_edge.train.config import load_config
 from dramnet_edge.train.recipes import QUICKSTART, quickstart
@@ -25,7 +24,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "train"
 
 @pytest.fixture(scope="module")
 def cli():
-    group = _Group("dramnet-edge")
+    group = click.Group("dramnet-edge")
     for command in COMMANDS:
         group.add_command(command)
     return group

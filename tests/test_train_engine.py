@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from dramnet_edge.models import create_model
-from dramnet_edge.models.checkpoint import load_model, read_state_dict
+from dramnet_edge.models.builder import load_model
+from dramnet_edge.models.checkpoint import read_state_dict
 from dramnet_edge.train.config import config_from_dict
 from dramnet_edge.train.engine import StepBatchSampler, Trainer, resolve_run
 

@@ -5,7 +5,8 @@ import torch
 
 from dramnet_edge.bench.photos import defocus_psf, load_photo, motion_psf
 from dramnet_edge.metrics import psnr
-from dramnet_edge.models.checkpoint import load_model, read_metadata
+from dramnet_edge.models.builder import load_model
+from dramnet_edge.models.checkpoint import read_metadata
 from dramnet_edge.runtime.session import TorchSession
 from dramnet_edge.runtime.tiling import deblur_image
 from dramnet_edge.weights import WEIGHTS_DIR, default_checkpoint

@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.io import read_image
+from ..errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
@@ -80,10 +81,10 @@ def _threshold(text: str, item: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"--tau item {item!r}: {text!r} is not a number; items are none, T, S:T or S: "
+        raise UserError(f"--tau item {item!r}: {text!r} is not a number; items are none, T, S:T or S: "
                          "(e.g. --tau none,0.3,0.1:0.3,0.1:)") from None
     if not 0.0 <= value <= 1.0 or math.isnan(value):
-        raise ValueError(f"--tau item {item!r}: thresholds are blur scores in [0, 1], got {value}")
+        raise UserError(f"--tau item {item!r}: thresholds are blur scores in [0, 1], got {value}")
     return value
 
 
@@ -99,10 +100,10 @@ def parse_tau_list(text: str | None) -> list[ExitPolicy]:
         if ":" in item:
             skip_text, _, tau_text = item.partition(":")
             if ":" in tau_text:
-                raise ValueError(f"--tau item {item!r}: at most one ':' (S:T)")
+                raise UserError(f"--tau item {item!r}: at most one ':' (S:T)")
             policy = ExitPolicy(tau=_threshold(tau_text, item), tau_skip=_threshold(skip_text, item))
             if policy.tau_skip is None:
-                raise ValueError(f"--tau item {item!r}: S:T needs a skip threshold S before the ':'")
+                raise UserError(f"--tau item {item!r}: S:T needs a skip threshold S before the ':'")
         else:
             policy = ExitPolicy(tau=_threshold(item, item))
         if policy not in policies:
@@ -156,7 +157,7 @@ def torch_target(checkpoint: str | os.PathLike | None, device: str = "cpu", mode
     """A torch target for a weight file, or (checkpoint None) the shipped default weights of ``model``
     (random initialisation, said in ``weights``, when none are shipped)."""
     from ..models import create_model
-    from ..models.checkpoint import load_model
+    from ..models.builder import load_model
     from ..runtime.session import TorchSession
     from ..weights import default_checkpoint
 
@@ -194,7 +195,7 @@ def artifact_target(path: str | os.PathLike, device: str = "cpu", threads: int |
     if path.suffix in CHECKPOINT_SUFFIXES:
         return torch_target(path, device)
     if not path.exists():
-        raise ValueError(f"artifact not found: {path}")
+        raise UserError(f"artifact not found: {path}")
     sidecar, _ = read_sidecar(path, verify=True)  # a damaged file is an error, not a skipped backend
     if path.suffix == ".json":
         fmt = get_format(sidecar["target"])
@@ -238,10 +239,10 @@ class BenchImage:
 def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"--images {folder}: not a folder")
+        raise UserError(f"--images {folder}: not a folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
@@ -266,11 +267,11 @@ def load_images(images: str | os.PathLike, targets: str | os.PathLike | None = N
             else:
                 tgt = read_image(tp).image.numpy()
                 if tgt.shape != img.shape:
-                    raise ValueError(f"target {tp} is {tgt.shape[2]}x{tgt.shape[1]} but {p} is "
+                    raise UserError(f"target {tp} is {tgt.shape[2]}x{tgt.shape[1]} but {p} is "
                                      f"{img.shape[2]}x{img.shape[1]}")
         out.append(BenchImage(p.name, img, tgt))
     if unmatched:
-        raise ValueError(f"--targets {targets}: no target for {len(unmatched)} image(s), e.g. {unmatched[0]} "
+        raise UserError(f"--targets {targets}: no target for {len(unmatched)} image(s), e.g. {unmatched[0]} "
                          "(targets are matched by file name, then by name without suffix)")
     return out
 
@@ -334,11 +335,11 @@ def run_bench(
 
     log = log or (lambda msg: None)
     if warmup < 1:
-        raise ValueError(f"--warmup must be >= 1 (the first untimed pass also scores quality), got {warmup}")
+        raise UserError(f"--warmup must be >= 1 (the first untimed pass also scores quality), got {warmup}")
     if repeat < 1:
-        raise ValueError(f"--repeat must be >= 1, got {repeat}")
+        raise UserError(f"--repeat must be >= 1, got {repeat}")
     if not images:
-        raise ValueError("no images to benchmark")
+        raise UserError("no images to benchmark")
     runs: list[_Run] = []
     rows_skipped: list[tuple[Target, ExitPolicy, str]] = []
     for t in targets:
@@ -352,7 +353,7 @@ def run_bench(
                 runs.append(_Run(t, p))
     if not runs and rows_skipped:  # exit 0 with an empty table would pass a CI job that measured nothing
         t, p, reason = rows_skipped[0]
-        raise ValueError(f"nothing could be measured: every run was skipped ({t.artifact}: {reason})")
+        raise UserError(f"nothing could be measured: every run was skipped ({t.artifact}: {reason})")
     cuda = device.startswith("cuda")
     t_start = time.perf_counter()
     with PowerSampler(enabled=power) as sampler:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.kernels import defocus_psf, motion_psf  # noqa: F401  (re-exported: benchmarks import them here)
+from ..errors import UserError
 
 #: The synthetic engine's validation photos (never seen in training) — see data/synthetic.py SOURCE_PHOTOS.
 HELD_OUT_PHOTOS = ("rocket", "chelsea", "coins")
@@ -26,7 +27,7 @@ def load_photo(name: str) -> np.ndarray:
     import skimage.data
 
     if not hasattr(skimage.data, name):
-        raise ValueError(f"unknown scikit-image photo {name!r}; e.g. {', '.join(HELD_OUT_PHOTOS)}")
+        raise UserError(f"unknown scikit-image photo {name!r}; e.g. {', '.join(HELD_OUT_PHOTOS)}")
     img = np.asarray(getattr(skimage.data, name)())
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)

@@ -20,6 +20,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from ..errors import UserError
 
 #: (target, precision) of every artifact the quickstart exports, in order. ONNX INT8 is calibrated from the FP32
 #: ONNX export (the calibration helper's ``calibrate(onnx=...)``); OpenVINO INT8 goes through ``export_model``.
@@ -175,9 +176,9 @@ def stage_export(checkpoint: Path, target: str, precision: str, folder: Path,
                  log: Callable[[str], None] | None = None) -> tuple[Path, dict]:
     """Export the trained model with the export helper's ``export_model`` (parity checked on photos). INT8 is
     calibrated inside it (embedded synthetic calibration set, default PSNR budget). Returns (artifact path, sidecar)."""
-    from ..export.exporter import export_model
+    from ..deploy.export import export_model
     from ..export.formats import get_format
-    from ..models.checkpoint import load_model
+    from ..models.builder import load_model
 
     fmt = get_format(target)
     if precision not in fmt.ready_precisions:
@@ -256,7 +257,7 @@ def run_quickstart(out: str | os.PathLike, *, fast: bool = False, threads: int |
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} is not empty; pass --overwrite to reuse it")
+        raise UserError(f"{out} is not empty; pass --overwrite to reuse it")
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         import torch
@@ -322,7 +323,7 @@ def run_quickstart(out: str | os.PathLike, *, fast: bool = False, threads: int |
         "artifacts": {k: str(v) for k, v in st.artifacts.items()},
         "validate": st.validate_result, "bench": st.bench_result, "plots": plots,
     }
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
     report = quickstart_markdown(

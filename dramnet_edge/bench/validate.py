@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data.io import read_image
 from .bench import IMAGE_SUFFIXES, BASELINE, ExitPolicy, Target, artifact_target, parse_tau_list
+from ..errors import UserError
 
 _BLUR_DIRS = ("blur", "blur_gamma", "blurred", "input")
 _SHARP_DIRS = ("sharp", "gt", "target")
@@ -56,17 +57,17 @@ def find_pairs(data: str | os.PathLike, split: str = "test", limit: int | None =
 
     root = Path(data)
     if not root.is_dir():
-        raise ValueError(f"--data {root}: not a folder")
+        raise UserError(f"--data {root}: not a folder")
     try:
         pairs = [(p.name, p.blurred, p.sharp) for p in list_pairs(root, split)]
     except ValueError as layout_error:
         pairs = _flat_pairs(root)
         if not pairs:
-            raise ValueError(f"--data {root}: no pairs ({layout_error}; nor blur/ + sharp/ folders with matching "
+            raise UserError(f"--data {root}: no pairs ({layout_error}; nor blur/ + sharp/ folders with matching "
                              "file names)") from None
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
+            raise UserError(f"--limit must be >= 1, got {limit}")
         pairs = pairs[:limit]
     return pairs
 
@@ -76,7 +77,7 @@ def load_pairs(data, split: str = "test", limit: int | None = None) -> list[Pair
     for name, b, s in find_pairs(data, split, limit):
         blurred, sharp = read_image(b).image.numpy(), read_image(s).image.numpy()
         if blurred.shape != sharp.shape:
-            raise ValueError(f"{b} and {s} differ in size ({blurred.shape} vs {sharp.shape})")
+            raise UserError(f"{b} and {s} differ in size ({blurred.shape} vs {sharp.shape})")
         out.append(Pair(name, blurred, sharp))
     return out
 
@@ -84,14 +85,14 @@ def load_pairs(data, split: str = "test", limit: int | None = None) -> list[Pair
 # ------------------------------------------------------------------------------------------- reference
 
 def _retile(net, tile: int):
-    from ..cli_export import retile
+    from ..models.builder import retile
 
     return retile(net, tile)
 
 
 def resolve_reference(target: Target, checkpoint: str | os.PathLike | None = None) -> tuple[Path | None, str]:
     """The FP32 weight file the artifact was exported from, and a note saying how it was found (or why not)."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
     from ..weights import default_checkpoint
 
     if target.backend == "torch":
@@ -101,7 +102,7 @@ def resolve_reference(target: Target, checkpoint: str | os.PathLike | None = Non
     if checkpoint is not None:
         path = Path(checkpoint)
         if not path.is_file():
-            raise ValueError(f"--checkpoint {path}: file not found")
+            raise UserError(f"--checkpoint {path}: file not found")
         if want_sha is None:
             return path, "given --checkpoint (the sidecar records no source weights: exported from random init?)"
         if file_sha256(path) != want_sha:
@@ -130,7 +131,7 @@ class _References:
         self._sessions: dict = {}
 
     def session(self, path: Path | None, target: Target):
-        from ..models.checkpoint import load_model
+        from ..models.builder import load_model
         from ..runtime.session import TorchSession
 
         if target.backend == "torch":
@@ -183,7 +184,7 @@ def validate(
 
     log = log or (lambda msg: None)
     if not artifacts:
-        raise ValueError("validate needs at least one ARTIFACT (an exported model, its .json, or a weight file)")
+        raise UserError("validate needs at least one ARTIFACT (an exported model, its .json, or a weight file)")
     policy = BASELINE if tau is None else parse_tau_list(str(tau))[-1]
     if threads:
         import torch
@@ -191,7 +192,7 @@ def validate(
         torch.set_num_threads(threads)
     targets = [artifact_target(a, device, threads) for a in artifacts]  # every artifact checked before any work
     if all(t.skipped for t in targets):  # exit 0 with nothing measured would pass a CI job
-        raise ValueError(f"nothing could be measured: every artifact was skipped ({targets[0].artifact}: "
+        raise UserError(f"nothing could be measured: every artifact was skipped ({targets[0].artifact}: "
                          f"{targets[0].skipped})")
     pairs = load_pairs(data, split, limit)
     log(f"{len(pairs)} pairs from {data}")

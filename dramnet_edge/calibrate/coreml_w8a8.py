@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from ..errors import MissingExtraError, UserError
 
 SENSITIVE_KINDS = ("dft", "blur_map_head", "last_conv")
 
@@ -190,7 +191,7 @@ def _check_shapes(example_inputs, calibration) -> None:
     for i, inputs in enumerate(calibration):
         got = [tuple(x.shape) for x in inputs]
         if got != shapes:
-            raise ValueError(f"calibration batch {i} has input shapes {got}; the W8A8 graph is traced for {shapes} "
+            raise UserError(f"calibration batch {i} has input shapes {got}; the W8A8 graph is traced for {shapes} "
                              "(static shapes: pad the last batch)")
 
 
@@ -213,7 +214,7 @@ def prepare_w8a8(module, example_inputs, calibration: list[tuple], *, keep_float
         from coremltools.optimize.torch.quantization import (LinearQuantizer, LinearQuantizerConfig,
                                                              ModuleLinearQuantizerConfig)
     except ImportError:
-        raise ValueError('CoreML W8A8 needs coremltools: pip install "dramnet-edge[coreml]"') from None
+        raise MissingExtraError('CoreML W8A8 needs coremltools: pip install "dramnet-edge[coreml]"') from None
     import torch
 
     example_inputs = tuple(example_inputs)
@@ -223,7 +224,7 @@ def prepare_w8a8(module, example_inputs, calibration: list[tuple], *, keep_float
     try:
         traced = trace_static(module.eval(), example_inputs, leaves)
     except Exception as e:  # noqa: BLE001 - torch.fx raises TraceError and friends
-        raise ValueError(f"CoreML W8A8: tracing for LinearQuantizer stopped at {_blocking_site(e)}: "
+        raise UserError(f"CoreML W8A8: tracing for LinearQuantizer stopped at {_blocking_site(e)}: "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     present = {n for n, _ in traced.named_modules()}
     kept = {n: k for n, k in sensitive.items() if n in present}

@@ -32,6 +32,7 @@ import numpy as np
 from .graph import GraphLayers
 from .quantize import revert_nodes
 from .runner import OnnxGraph
+from ..errors import UserError
 
 ASSUMED_FP32_PSNR_DB = 30.0
 SINGLE_STEPS = 8
@@ -151,7 +152,7 @@ def run_fallback(qdq_model, fp32_model, layers: GraphLayers, evaluate: Callable,
     """Sensitivity per layer group, then reverts until within budget (see module docstring)."""
     log = log or (lambda msg: None)
     if max_evals < 2:
-        raise ValueError(f"max_evals must be >= 2 (the quantized model and one revert), got {max_evals}")
+        raise UserError(f"max_evals must be >= 2 (the quantized model and one revert), got {max_evals}")
     t0 = time.perf_counter()
     evals = 0
 

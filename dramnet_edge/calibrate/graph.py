@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-QUANTIZED_OP_TYPES = ("Conv", "MatMul", "Gemm")
+from ..export.qdq import QUANTIZED_OP_TYPES, constant_arrays  # noqa: F401  (re-exported: their old home)
+
 SENSITIVE_KINDS = ("dft", "softmax_attention", "blur_map_head", "last_conv")
 
 # Ops a value passes through unchanged in kind (scale, reshape, select) when walking from an attention Softmax
@@ -134,19 +135,6 @@ class GraphLayers:
 
     def sensitive_nodes(self, kinds=SENSITIVE_KINDS) -> list[str]:
         return [n for n, k in self.sensitive.items() if k in kinds]
-
-
-def constant_arrays(model) -> dict[str, np.ndarray]:
-    """Every initializer and ``Constant`` node output of an ONNX model, by tensor name, as numpy arrays."""
-    from onnx import numpy_helper
-
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    consts[node.output[0]] = numpy_helper.to_array(attr.t)
-    return consts
 
 
 def _is_fixed_transform(array: np.ndarray) -> bool:

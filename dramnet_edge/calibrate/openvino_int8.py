@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from ..errors import MissingExtraError, UserError
 
 
 _QUANTIZED_OV_TYPES = ("Convolution", "GroupConvolution", "MatMul")
@@ -47,13 +48,13 @@ def quantize_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike,
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
         from nncf.quantization.range_estimator import RangeEstimatorParametersSet
     except ImportError:
-        raise ValueError('INT8 OpenVINO needs openvino and nncf: pip install "dramnet-edge[openvino]"') from None
+        raise MissingExtraError('INT8 OpenVINO needs openvino and nncf: pip install "dramnet-edge[openvino]"') from None
 
     from ..export.lint import lint_onnx
     from ..export.onnx2openvino import _set_batch
 
     if any(p.startswith("DFT") for p in lint_onnx(onnx_path)):
-        raise ValueError(f"{onnx_path}: OpenVINO's ONNX frontend rejects the DFT op; export with --fft dft")
+        raise UserError(f"{onnx_path}: OpenVINO's ONNX frontend rejects the DFT op; export with --fft dft")
     estimator = {"minmax": RangeEstimatorParametersSet.MINMAX, "entropy": RangeEstimatorParametersSet.HISTOGRAM,
                  "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE}[method]
     from .quantize import quiet

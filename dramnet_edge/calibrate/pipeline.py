@@ -34,8 +34,9 @@ from .quantize import QuantSettings, batches, graph_batch, inspect_qdq, load_onn
 from .recipe import CalibrationRecipe
 from .runner import OnnxGraph
 from .tiles import CalibrationSet, build_calibration_set
+from ..errors import UserError
 
-GRAPHS = ("model", "encoder", "decoder_full", "decoder_light")
+from ..export.fold import QUANTIZED_GRAPHS as GRAPHS  # noqa: E402  (the four graphs INT8 quantizes)
 ENCODER_OUTPUTS = ("level0", "level1", "level2", "level3", "blur")
 DEFAULT_BUDGET_DB = 0.1
 DEFAULT_MAX_EVALS = 48
@@ -43,7 +44,7 @@ DEFAULT_MAX_EVALS = 48
 
 def check_budget(budget_db: float) -> float:
     if not (isinstance(budget_db, (int, float)) and np.isfinite(budget_db) and budget_db > 0):
-        raise ValueError(f"--budget-db must be a positive number of dB, got {budget_db}")
+        raise UserError(f"--budget-db must be a positive number of dB, got {budget_db}")
     return float(budget_db)
 
 
@@ -116,7 +117,7 @@ def plan_quantization(
     budget_db = check_budget(budget_db)
     missing = [g for g in GRAPHS if g not in fp32_paths or not Path(fp32_paths[g]).is_file()]
     if missing:
-        raise ValueError(f"FP32 graphs missing: {', '.join(missing)}")
+        raise UserError(f"FP32 graphs missing: {', '.join(missing)}")
     timings: dict[str, float] = {}
     encoder = OnnxGraph(fp32_paths["encoder"], threads=threads)
     if calibration is None:
@@ -305,15 +306,15 @@ def _onnx_export_info(onnx_path: Path) -> tuple[dict, dict[str, Path]]:
     from ..export.sidecar import read_sidecar
 
     if not onnx_path.is_file():
-        raise ValueError(f"--onnx {onnx_path}: file not found")
+        raise UserError(f"--onnx {onnx_path}: file not found")
     sidecar, folder = read_sidecar(onnx_path, verify=True)
     if sidecar.get("target") != "onnx" or sidecar.get("precision") != "fp32":
-        raise ValueError(f"--onnx {onnx_path}: needs an FP32 --target onnx export, this one is "
+        raise UserError(f"--onnx {onnx_path}: needs an FP32 --target onnx export, this one is "
                          f"{sidecar.get('target')} {sidecar.get('precision')}")
     paths = {g: folder / n for g, n in sidecar.get("graphs", {}).items()}
     missing = [g for g in GRAPHS if g not in paths or not paths[g].is_file()]
     if missing:
-        raise ValueError(f"--onnx {onnx_path}: graphs missing beside it: {', '.join(missing)}")
+        raise UserError(f"--onnx {onnx_path}: graphs missing beside it: {', '.join(missing)}")
     return sidecar, paths
 
 
@@ -338,21 +339,21 @@ def calibrate(
     log = log or (lambda msg: None)
     output = Path(output)
     if not output.name.endswith(".onnx") or output.name == ".onnx":
-        raise ValueError(f"output {str(output)!r} must end in .onnx (the Q/DQ model)")
+        raise UserError(f"output {str(output)!r} must end in .onnx (the Q/DQ model)")
     budget_db = check_budget(budget_db)
     settings = settings or QuantSettings()
     recipe = recipe or CalibrationRecipe()
     if tiles is not None:
         if tiles < 4:
-            raise ValueError(f"--tiles must be >= 4 (3 for the ranges, 1 held out), got {tiles}")
+            raise UserError(f"--tiles must be >= 4 (3 for the ranges, 1 held out), got {tiles}")
         holdout = max(1, round(tiles * recipe.holdout / (recipe.tiles + recipe.holdout)))
         recipe = recipe.replace(tiles=tiles - holdout, holdout=holdout)
     if calib_data is not None and not Path(calib_data).is_dir():
-        raise ValueError(f"--calib-data {calib_data}: not a directory")
+        raise UserError(f"--calib-data {calib_data}: not a directory")
     if (model is None) == (onnx is None):
-        raise ValueError("give either a model (--model/--checkpoint) or an FP32 export (--onnx), not both")
+        raise UserError("give either a model (--model/--checkpoint) or an FP32 export (--onnx), not both")
     if tau is not None and not 0.0 <= tau <= 1.0:
-        raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
+        raise UserError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
     fmt = get_format("onnx")
     out_paths = fmt.artifact_paths(output)
     inputs = [p for p in (checkpoint, onnx) if p is not None]
@@ -433,7 +434,7 @@ def _sidecar_summary(report: dict) -> dict:
 def _parity(side_path: Path, fp32_paths: dict[str, Path], tile: int, tau, model) -> dict:
     """Parity of the INT8 artifact on the export's parity photos, against the torch model when given (the export
     convention), else against the FP32 ONNX graphs it was quantized from."""
-    from ..export.exporter import check_artifact, measure_parity
+    from ..runtime.parity import check_artifact, measure_parity
     from ..export.formats import get_format
     from ..export.sidecar import parity_photos
     from ..runtime.backends_onnxruntime import OnnxRuntimeSession
@@ -586,7 +587,7 @@ def quantize_for_export(
     from .quantize import check_qdq_for_tensorrt
 
     if fmt_name not in ("onnx", "tensorrt", "openvino"):
-        raise ValueError(f"INT8 calibration covers onnx, tensorrt and openvino; {fmt_name} is not one of them")
+        raise UserError(f"INT8 calibration covers onnx, tensorrt and openvino; {fmt_name} is not one of them")
     log = log or (lambda msg: None)
     tile = int(folded.tile)
     aliases = weight_aliases(folded) if folded is not None else None

@@ -19,6 +19,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from ..errors import UserError
 
 STRATA = ("sharp", "mild", "heavy")
 SOURCES = ("synthetic", "folder")
@@ -39,13 +40,13 @@ class StrataConfig:
     def __post_init__(self):
         unknown = sorted(set(self.fractions) - set(STRATA))
         if unknown or not self.fractions:
-            raise ValueError(f"strata.fractions keys must be among {', '.join(STRATA)}, got {sorted(self.fractions)}")
+            raise UserError(f"strata.fractions keys must be among {', '.join(STRATA)}, got {sorted(self.fractions)}")
         if any(float(v) < 0 for v in self.fractions.values()) or sum(float(v) for v in self.fractions.values()) <= 0:
-            raise ValueError(f"strata.fractions must be >= 0 with a positive sum, got {self.fractions}")
+            raise UserError(f"strata.fractions must be >= 0 with a positive sum, got {self.fractions}")
         for name in ("sharp_quantile", "heavy_quantile"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
-                raise ValueError(f"strata.{name} must be in (0, 1), got {v}")
+                raise UserError(f"strata.{name} must be in (0, 1), got {v}")
 
     def normalised(self) -> dict[str, float]:
         total = sum(float(self.fractions.get(s, 0.0)) for s in STRATA)
@@ -79,19 +80,19 @@ class CalibrationRecipe:
         if isinstance(self.strata, dict):
             self.strata = _from_dict(StrataConfig, self.strata, "strata")
         if self.source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+            raise UserError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.tiles < 3:
-            raise ValueError(f"tiles must be >= 3 (one per stratum at least), got {self.tiles}")
+            raise UserError(f"tiles must be >= 3 (one per stratum at least), got {self.tiles}")
         if self.holdout < 1:
-            raise ValueError(f"holdout must be >= 1, got {self.holdout}")
+            raise UserError(f"holdout must be >= 1, got {self.holdout}")
         if self.candidates_per_tile < 1:
-            raise ValueError(f"candidates_per_tile must be >= 1, got {self.candidates_per_tile}")
+            raise UserError(f"candidates_per_tile must be >= 1, got {self.candidates_per_tile}")
         if self.max_tiles_per_image < 1:
-            raise ValueError(f"max_tiles_per_image must be >= 1, got {self.max_tiles_per_image}")
+            raise UserError(f"max_tiles_per_image must be >= 1, got {self.max_tiles_per_image}")
         if self.synthetic_split not in ("train", "val"):
-            raise ValueError(f"synthetic_split must be train or val, got {self.synthetic_split!r}")
+            raise UserError(f"synthetic_split must be train or val, got {self.synthetic_split!r}")
         if self.paired_split not in ("train", "val", "test"):
-            raise ValueError(f"paired_split must be train, val or test, got {self.paired_split!r}")
+            raise UserError(f"paired_split must be train, val or test, got {self.paired_split!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -102,11 +103,11 @@ class CalibrationRecipe:
 
 def _from_dict(cls, data: dict, where: str):
     if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+        raise UserError(f"{where} must be a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {where} keys {unknown}; accepted: {sorted(known)}")
+        raise UserError(f"unknown {where} keys {unknown}; accepted: {sorted(known)}")
     return cls(**data)
 
 
@@ -116,9 +117,9 @@ def load_recipe(path: str | os.PathLike) -> CalibrationRecipe:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"calibration recipe not found: {path}")
+        raise UserError(f"calibration recipe not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     try:
         return _from_dict(CalibrationRecipe, data, "calibration recipe")
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise UserError(f"{path}: {e}") from None

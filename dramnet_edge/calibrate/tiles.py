@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .recipe import STRATA, CalibrationRecipe
+from ..errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -111,14 +112,14 @@ def check_calib_folder(root: str | os.PathLike) -> None:
 
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"--calib-data {root}: no such directory")
+        raise UserError(f"--calib-data {root}: no such directory")
     try:
         if detect_layout(root) is not None:
             return
     except ValueError:
         pass
     if not any(True for _ in _iter_image_files(root)):
-        raise ValueError(f"--calib-data {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+        raise UserError(f"--calib-data {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
 
 
 def _iter_image_files(root: Path):
@@ -141,7 +142,7 @@ def folder_candidates(root: str | os.PathLike, tile: int, recipe: CalibrationRec
 
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"--calib-data {root}: not a directory")
+        raise UserError(f"--calib-data {root}: not a directory")
     try:
         layout = detect_layout(root)
     except ValueError:
@@ -153,7 +154,7 @@ def folder_candidates(root: str | os.PathLike, tile: int, recipe: CalibrationRec
         pairs = [(p, None) for p in _image_files(root)]
         description = f"image folder {root}"
         if not pairs:
-            raise ValueError(f"--calib-data {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
+            raise UserError(f"--calib-data {root}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
     if len(pairs) > limit:  # more images than tiles wanted: an evenly spaced subset of the files
         pairs = [pairs[k] for k in np.linspace(0, len(pairs) - 1, limit).round().astype(int)]
     entries = []
@@ -163,7 +164,7 @@ def folder_candidates(root: str | os.PathLike, tile: int, recipe: CalibrationRec
         for y, x in _grid_positions(h, w, tile, recipe.max_tiles_per_image):
             entries.append((blurred_path, sharp_path, y, x))
     if not entries:
-        raise ValueError(f"--calib-data {root}: no image is at least {tile}x{tile} pixels (the model's tile)")
+        raise UserError(f"--calib-data {root}: no image is at least {tile}x{tile} pixels (the model's tile)")
     if len(entries) > limit:
         entries = [entries[k] for k in np.linspace(0, len(entries) - 1, limit).round().astype(int)]
     blurred, sharp, names = [], [], []
@@ -181,7 +182,7 @@ def folder_candidates(root: str | os.PathLike, tile: int, recipe: CalibrationRec
         if sharp_path is not None:
             s = read_image(sharp_path).image.numpy()
             if s.shape != b.shape:
-                raise ValueError(f"{sharp_path} is not the size of its blurred image {blurred_path}")
+                raise UserError(f"{sharp_path} is not the size of its blurred image {blurred_path}")
             sharp.append(s[:, y : y + tile, x : x + tile])
         names.append(f"{Path(blurred_path).relative_to(root)}@{y},{x}")
     sharp_arr = np.stack(sharp).astype(np.float32) if layout is not None else None
@@ -282,7 +283,7 @@ def select_tiles(scores: np.ndarray, strata: np.ndarray, recipe: CalibrationReci
     chosen = sum(counts)
     holdout_total = max(1, round(chosen * recipe.holdout / total)) if chosen >= 4 else 0
     if chosen < 4 or chosen - holdout_total < 3:
-        raise ValueError(f"too few calibration tiles ({chosen}): need at least 3 for the ranges and 1 held out; "
+        raise UserError(f"too few calibration tiles ({chosen}): need at least 3 for the ranges and 1 held out; "
                          "give more or larger images")
     hold_counts = _targets(holdout_total, {s: counts[k] / chosen for k, s in enumerate(STRATA)},
                            [max(0, c - 1) for c in counts])
@@ -314,7 +315,7 @@ def build_calibration_set(tile: int, score_fn: ScoreFn, recipe: CalibrationRecip
     count = (recipe.tiles + recipe.holdout) * recipe.candidates_per_tile
     if recipe.source == "folder":
         if calib_data is None:
-            raise ValueError("the calibration recipe reads a folder: give --calib-data DIR")
+            raise UserError("the calibration recipe reads a folder: give --calib-data DIR")
         blurred, sharp, names, description = folder_candidates(calib_data, tile, recipe, count)
     else:
         blurred, sharp, names, description = synthetic_candidates(tile, recipe, count)

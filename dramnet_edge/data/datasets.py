@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .io import read_image
+from ..errors import UserError
 
 LAYOUTS = ("gopro", "realblur_j", "realblur_r", "reds", "rsblur")
 SPLITS = ("train", "val", "test")
@@ -69,7 +70,7 @@ def check_crop(crop: int | None, multiple: int = PATCH) -> None:
     """Raise ValueError unless ``crop`` is None or a positive multiple of ``multiple`` (DRAMNet's 14-pixel
     patch by default; AIBNet pads to 16 and trains at 256)."""
     if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop <= 0 or crop % multiple):
-        raise ValueError(f"crop must be a positive multiple of {multiple} (e.g. {16 * multiple}), got {crop!r}")
+        raise UserError(f"crop must be a positive multiple of {multiple} (e.g. {16 * multiple}), got {crop!r}")
 
 
 # --------------------------------------------------------------------------------------------- layouts
@@ -132,15 +133,15 @@ def detect_layout(root: str | os.PathLike) -> str:
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"dataset root {root} is not a directory")
+        raise UserError(f"dataset root {root} is not a directory")
     found = _detected(root)
     if len(found) == 1 or (found and all(name.startswith("realblur") for name in found)):
         return found[0]  # the RealBlur download holds both variants; J is the usual benchmark
     if found:
-        raise ValueError(f"dataset root {root} matches several layouts ({', '.join(found)}); pass layout= one of them")
+        raise UserError(f"dataset root {root} matches several layouts ({', '.join(found)}); pass layout= one of them")
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
     shown = ", ".join(entries[:12]) + (f", ... ({len(entries)} entries)" if len(entries) > 12 else "")
-    raise ValueError(f"cannot recognise a dataset under {root}; looked for {_LOOKED_FOR}; found: {shown or 'nothing'}")
+    raise UserError(f"cannot recognise a dataset under {root}; looked for {_LOOKED_FOR}; found: {shown or 'nothing'}")
 
 
 def _images(folder: Path) -> list[Path]:
@@ -154,7 +155,7 @@ def _pairs_from_folders(root: Path, base: Path, folder_pairs: list[tuple[Path, P
         sharp = {p.name: p for p in _images(sharp_dir)}
         missing = [p.name for p in blurred if p.name not in sharp]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{len(missing)} blurred images in {blur_dir} have no sharp counterpart in {sharp_dir}, "
                 f"e.g. {missing[0]}"
             )
@@ -175,19 +176,19 @@ def _pairs_from_list(root: Path, list_file: Path) -> list[ImagePair]:
         if not fields:
             continue
         if len(fields) < 2:
-            raise ValueError(f"{list_file}:{number}: expected '<gt path> <blur path>', got {line.strip()!r}")
+            raise UserError(f"{list_file}:{number}: expected '<gt path> <blur path>', got {line.strip()!r}")
         rows.append((fields[0], fields[1]))
     if not rows:
-        raise ValueError(f"pair list {list_file} is empty")
+        raise UserError(f"pair list {list_file} is empty")
     # Lists name paths relative to the folder that holds the dataset; ROOT may be that folder or inside it.
     for base in (root, root.parent, list_file.parent):
         if (base / rows[0][0]).is_file():
             break
     else:
-        raise ValueError(f"paths in {list_file} do not resolve under {root} (first sharp image: {rows[0][0]})")
+        raise UserError(f"paths in {list_file} do not resolve under {root} (first sharp image: {rows[0][0]})")
     missing = [b for g, b in rows if not (base / g).is_file() or not (base / b).is_file()]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{len(missing)} of {len(rows)} pairs listed in {list_file} are missing under {base}, e.g. {missing[0]}"
         )
     return [_pair(root, base, base / b, base / g) for g, b in rows]
@@ -197,41 +198,41 @@ def list_pairs(root: str | os.PathLike, split: str, layout: str | None = None) -
     """Every blurred/sharp pair of ``split`` ("train", "val" or "test") under ``root``, in a stable order."""
     root = Path(root)
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     layout = layout or detect_layout(root)
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+        raise UserError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
     held_out = "train" if split == "train" else "test"
 
     if layout == "gopro":
         split_dir = root / held_out
         if not split_dir.is_dir():
-            raise ValueError(f"GoPro root {root} has no {held_out}/ folder for split {split!r}")
+            raise UserError(f"GoPro root {root} has no {held_out}/ folder for split {split!r}")
         seqs = [s for s in sorted(split_dir.iterdir()) if s.is_dir() and _gopro_blur_dir(s)]
         pairs = _pairs_from_folders(root, root, [(_gopro_blur_dir(s), s / "sharp") for s in seqs])
     elif layout.startswith("realblur"):
         list_file = _realblur_list(root, layout[-1].upper(), held_out)
         if not list_file.is_file():
-            raise ValueError(f"RealBlur root {root} has no {list_file.name} for split {split!r}")
+            raise UserError(f"RealBlur root {root} has no {list_file.name} for split {split!r}")
         pairs = _pairs_from_list(root, list_file)
     elif layout == "reds":
         reds_split = "train" if split == "train" else "val"
         dirs = _reds_dirs(root, reds_split)
         if dirs is None:
-            raise ValueError(f"REDS root {root} has no {reds_split}_blur/ and {reds_split}_sharp/ for split {split!r}")
+            raise UserError(f"REDS root {root} has no {reds_split}_blur/ and {reds_split}_sharp/ for split {split!r}")
         blur_root, sharp_root = dirs
         seqs = sorted(s.name for s in blur_root.iterdir() if s.is_dir())
         pairs = _pairs_from_folders(root, root, [(blur_root / s, sharp_root / s) for s in seqs])
     else:
         list_file = _rsblur_list(root, split)
         if list_file is None:
-            raise ValueError(
+            raise UserError(
                 f"RSBlur root {root} has no RSBlur_real_{split}.txt; put the official lists "
                 "(github.com/rimchang/RSBlur, datalist/RSBlur/) in the root"
             )
         pairs = _pairs_from_list(root, list_file)
     if not pairs:
-        raise ValueError(f"no image pairs for split {split!r} under {root} (layout {layout})")
+        raise UserError(f"no image pairs for split {split!r} under {root} (layout {layout})")
     return pairs
 
 
@@ -289,7 +290,7 @@ class PairedImageDataset(Dataset):
         self.pairs = list_pairs(self.root, split, self.layout)
         missing = [] if with_depth is False else [p.depth for p in self.pairs if not p.depth.is_file()]
         if missing and (with_depth or len(missing) < len(self.pairs)):
-            raise ValueError(
+            raise UserError(
                 f"pseudo-depth missing for {len(missing)} of {len(self.pairs)} images, e.g. {missing[0]}; "
                 "compute it or pass with_depth=False"
             )
@@ -303,7 +304,7 @@ class PairedImageDataset(Dataset):
         blurred = read_image(pair.blurred).image
         sharp = read_image(pair.sharp).image
         if blurred.shape != sharp.shape:
-            raise ValueError(f"{pair.blurred} is {_size(blurred)} but its sharp image {pair.sharp} is {_size(sharp)}")
+            raise UserError(f"{pair.blurred} is {_size(blurred)} but its sharp image {pair.sharp} is {_size(sharp)}")
         planes = [blurred, sharp]
         if self.with_depth:
             planes.append(_load_depth(pair.depth, blurred.shape[-2:]))
@@ -317,7 +318,7 @@ class PairedImageDataset(Dataset):
         h, w = planes[0].shape[-2:]
         if self.crop is not None:
             if h < self.crop or w < self.crop:
-                raise ValueError(f"{pair.blurred} is {w}x{h}, smaller than the {self.crop}x{self.crop} crop")
+                raise UserError(f"{pair.blurred} is {w}x{h}, smaller than the {self.crop}x{self.crop} crop")
             if self.train:
                 top = int(torch.randint(0, h - self.crop + 1, ()))
                 left = int(torch.randint(0, w - self.crop + 1, ()))
@@ -340,10 +341,10 @@ def _load_depth(path: Path, size: tuple[int, int]) -> torch.Tensor:
     try:
         depth = np.load(path)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read pseudo-depth {path}: {err}") from None
+        raise UserError(f"cannot read pseudo-depth {path}: {err}") from None
     depth = np.squeeze(np.asarray(depth, dtype=np.float32))
     if depth.ndim != 2:
-        raise ValueError(f"pseudo-depth {path} must be (H, W) or (1, H, W), got {depth.shape}")
+        raise UserError(f"pseudo-depth {path} must be (H, W) or (1, H, W), got {depth.shape}")
     depth = torch.from_numpy(depth)[None]
     if tuple(depth.shape[-2:]) != tuple(size):
         depth = F.interpolate(depth[None], size=tuple(size), mode="bilinear", align_corners=False)[0]

@@ -32,6 +32,7 @@ import torch
 from .datasets import PATCH, RenderedDataset, check_crop
 from .kernels import FAMILIES, SPACES, family_psf, kernel_margin, record
 from .kernels import blur as apply_blur
+from ..errors import UserError
 
 # Real photographs that ship inside packages the project installs (no download): scikit-image's data folder
 # and matplotlib's sample data. name -> (package, file).
@@ -69,7 +70,7 @@ FAMILY_SPLITS = ("train", "val")
 def photo_file(name: str) -> str:
     """Path of a shipped photo by name (see ``PHOTO_FILES``)."""
     if name not in PHOTO_FILES:
-        raise ValueError(f"unknown photo {name!r}; choose one of: {', '.join(sorted(PHOTO_FILES))}")
+        raise UserError(f"unknown photo {name!r}; choose one of: {', '.join(sorted(PHOTO_FILES))}")
     package, file = PHOTO_FILES[name]
     if package == "skimage":
         import skimage.data
@@ -123,30 +124,30 @@ class FamilyBlurConfig:
                      "contrast_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"FamilyBlurConfig.{name} must be in [0, 1], got {value}")
+                raise UserError(f"FamilyBlurConfig.{name} must be in [0, 1], got {value}")
         if len(self.family_weights) != len(FAMILIES) or min(self.family_weights) < 0 or sum(self.family_weights) <= 0:
-            raise ValueError(f"FamilyBlurConfig.family_weights must be {len(FAMILIES)} non-negative weights "
+            raise UserError(f"FamilyBlurConfig.family_weights must be {len(FAMILIES)} non-negative weights "
                              f"({', '.join(FAMILIES)}) with a positive sum, got {self.family_weights}")
         unknown = sorted(set(self.ranges) - set(FAMILIES))
         if unknown:
-            raise ValueError(f"FamilyBlurConfig.ranges has unknown families {unknown}; accepted: {', '.join(FAMILIES)}")
+            raise UserError(f"FamilyBlurConfig.ranges has unknown families {unknown}; accepted: {', '.join(FAMILIES)}")
         self.ranges = {**FamilyBlurConfig.__dataclass_fields__["ranges"].default_factory(), **self.ranges}
         for family, (low, high) in self.ranges.items():
             if not 0 < low <= high:
-                raise ValueError(f"FamilyBlurConfig.ranges.{family} must satisfy 0 < low <= high, got {[low, high]}")
+                raise UserError(f"FamilyBlurConfig.ranges.{family} must satisfy 0 < low <= high, got {[low, high]}")
         if self.max_noise < 0:
-            raise ValueError(f"FamilyBlurConfig.max_noise must be >= 0, got {self.max_noise}")
+            raise UserError(f"FamilyBlurConfig.max_noise must be >= 0, got {self.max_noise}")
         q_low, q_high = self.jpeg_quality
         if not 1 <= q_low <= q_high <= 100:
-            raise ValueError(f"FamilyBlurConfig.jpeg_quality must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
+            raise UserError(f"FamilyBlurConfig.jpeg_quality must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
         low, high = self.scale_range
         if not 0 < low <= high:
-            raise ValueError(f"FamilyBlurConfig.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
+            raise UserError(f"FamilyBlurConfig.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
         c_low, c_high = self.contrast_range
         if not 0 < c_low <= c_high:
-            raise ValueError(f"FamilyBlurConfig.contrast_range must satisfy 0 < low <= high, got {self.contrast_range}")
+            raise UserError(f"FamilyBlurConfig.contrast_range must satisfy 0 < low <= high, got {self.contrast_range}")
         if self.ramp_epochs < 0:
-            raise ValueError(f"FamilyBlurConfig.ramp_epochs must be >= 0, got {self.ramp_epochs}")
+            raise UserError(f"FamilyBlurConfig.ramp_epochs must be >= 0, got {self.ramp_epochs}")
 
     def extent_range(self, family: str, epoch: int) -> tuple[float, float]:
         low, high = self.ranges[family]
@@ -271,9 +272,9 @@ class FamilyBlurDataset(RenderedDataset):
                  config: FamilyBlurConfig | None = None, train: bool | None = None, crop_multiple: int = PATCH):
         check_crop(crop, crop_multiple)
         if split not in FAMILY_SPLITS:
-            raise ValueError(f"split must be one of {', '.join(FAMILY_SPLITS)}, got {split!r}")
+            raise UserError(f"split must be one of {', '.join(FAMILY_SPLITS)}, got {split!r}")
         if length < 1:
-            raise ValueError(f"length must be >= 1, got {length}")
+            raise UserError(f"length must be >= 1, got {length}")
         self.split, self.crop, self.length, self.seed = split, crop, length, seed
         self.config = config or FamilyBlurConfig()
         self.train = split == "train" if train is None else train
@@ -341,4 +342,4 @@ def family_config(fields: dict, where: str) -> FamilyBlurConfig:
         return FamilyBlurConfig(**fields)
     except TypeError as e:
         accepted = ", ".join(f.name for f in dataclasses.fields(FamilyBlurConfig))
-        raise ValueError(f"{where}: {e}; accepted: {accepted}") from None
+        raise UserError(f"{where}: {e}; accepted: {accepted}") from None

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.checkpoint import atomic_write
+from ..io_utils import atomic_write
+from ..errors import UserError
 
 # BT.601 luma, the weights OpenCV and Pillow use to turn RGB into grey.
 _LUMA = (0.299, 0.587, 0.114)
@@ -66,7 +67,7 @@ def read_image(path: str | os.PathLike) -> ImageData:
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise ValueError(f"cannot read image {path}: {err.strerror or err}") from None
+        raise UserError(f"cannot read image {path}: {err.strerror or err}") from None
     if raw.startswith(_JPEG_SIGNATURE):
         # These flags keep grey as grey and honour EXIF orientation; IMREAD_UNCHANGED would ignore it.
         flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
@@ -74,13 +75,13 @@ def read_image(path: str | os.PathLike) -> ImageData:
         flags = cv2.IMREAD_UNCHANGED
     array = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), flags) if raw else None
     if array is None:
-        raise ValueError(f"cannot read image {path}: not an image file or corrupt")
+        raise UserError(f"cannot read image {path}: not an image file or corrupt")
     if array.dtype == np.uint8:
         bit_depth = 8
     elif array.dtype == np.uint16:
         bit_depth = 16
     else:
-        raise ValueError(f"cannot read image {path}: unsupported sample type {array.dtype} (need 8 or 16-bit)")
+        raise UserError(f"cannot read image {path}: unsupported sample type {array.dtype} (need 8 or 16-bit)")
 
     alpha = None
     if array.ndim == 3 and array.shape[2] == 4:
@@ -94,7 +95,7 @@ def read_image(path: str | os.PathLike) -> ImageData:
         rgb = np.repeat(array[:, :, None], 3, axis=2)
         grayscale = True
     else:
-        raise ValueError(f"cannot read image {path}: unsupported channel layout {array.shape}")
+        raise UserError(f"cannot read image {path}: unsupported channel layout {array.shape}")
 
     image = torch.from_numpy(np.ascontiguousarray(rgb).astype(np.float32) / _MAX_VALUE[bit_depth]).permute(2, 0, 1)
     return ImageData(image=image.contiguous(), bit_depth=bit_depth, grayscale=grayscale, alpha=alpha)
@@ -121,14 +122,14 @@ def write_image(path: str | os.PathLike, data: ImageData | torch.Tensor, *, jpeg
         data = _image_data_from_tensor(data)
     image = data.image.detach().float().cpu()
     if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"write_image({path}): image must be (3, H, W), got {tuple(image.shape)}")
+        raise UserError(f"write_image({path}): image must be (3, H, W), got {tuple(image.shape)}")
     suffix = path.suffix.lower()
     is_jpeg = suffix in (".jpg", ".jpeg")
     if is_jpeg and data.alpha is not None:
-        raise ValueError(f"write_image({path}): JPEG cannot store the alpha channel; write a .png instead")
+        raise UserError(f"write_image({path}): JPEG cannot store the alpha channel; write a .png instead")
     bit_depth = 8 if is_jpeg else data.bit_depth
     if bit_depth not in _MAX_VALUE:
-        raise ValueError(f"write_image({path}): bit_depth must be 8 or 16, got {data.bit_depth}")
+        raise UserError(f"write_image({path}): bit_depth must be 8 or 16, got {data.bit_depth}")
 
     rgb = image.clamp(0, 1).permute(1, 2, 0).numpy()
     if data.grayscale:
@@ -140,7 +141,7 @@ def write_image(path: str | os.PathLike, data: ImageData | torch.Tensor, *, jpeg
     if data.alpha is not None:
         alpha = _alpha_at_depth(data.alpha, bit_depth)
         if alpha.shape != pixels.shape[:2]:
-            raise ValueError(
+            raise UserError(
                 f"write_image({path}): alpha is {alpha.shape[1]}x{alpha.shape[0]} but the image is "
                 f"{pixels.shape[1]}x{pixels.shape[0]}"
             )
@@ -152,9 +153,9 @@ def write_image(path: str | os.PathLike, data: ImageData | torch.Tensor, *, jpeg
         ok, encoded = cv2.imencode(suffix or ".png", pixels, params)
     except cv2.error as err:
         reason = str(err).strip().splitlines()[-1]
-        raise ValueError(f"write_image({path}): cannot encode as {suffix!r}: {reason}") from None
+        raise UserError(f"write_image({path}): cannot encode as {suffix!r}: {reason}") from None
     if not ok:
-        raise ValueError(f"write_image({path}): cannot encode as {suffix!r}")
+        raise UserError(f"write_image({path}): cannot encode as {suffix!r}")
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(encoded.tobytes()))
 
 
@@ -179,9 +180,9 @@ def read_image_header(path: str | os.PathLike) -> tuple[int, int]:
     missing, empty or not an image format OpenCV reads."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"cannot read image {path}: no such file")
+        raise UserError(f"cannot read image {path}: no such file")
     if path.stat().st_size == 0:
-        raise ValueError(f"cannot read image {path}: empty file")
+        raise UserError(f"cannot read image {path}: empty file")
     try:  # Pillow (a matplotlib dependency) reads headers lazily; OpenCV has no header-only reader
         from PIL import Image
 
@@ -192,6 +193,6 @@ def read_image_header(path: str | os.PathLike) -> tuple[int, int]:
     except Exception:  # noqa: BLE001 - Pillow cannot read it; OpenCV may still (it decodes a few more formats)
         pass
     if not _cv2().haveImageReader(str(path)):
-        raise ValueError(f"cannot read image {path}: not an image file or corrupt")
+        raise UserError(f"cannot read image {path}: not an image file or corrupt")
     image = read_image(path).image
     return int(image.shape[2]), int(image.shape[1])

@@ -23,6 +23,7 @@ synthetic datasets and image editors do). Both occur in practice and they differ
 from __future__ import annotations
 
 import numpy as np
+from ..errors import UserError
 
 FAMILIES = ("gaussian", "defocus", "motion", "shake")
 SPACES = ("linear", "srgb")
@@ -37,7 +38,7 @@ EXTENT_NAMES = {"gaussian": "sigma", "defocus": "radius", "motion": "length", "s
 def gaussian_psf(sigma: float) -> np.ndarray:
     """An isotropic Gaussian kernel of standard deviation ``sigma`` px, truncated at 3 sigma, sum 1."""
     if sigma <= 0:
-        raise ValueError(f"gaussian sigma must be > 0, got {sigma}")
+        raise UserError(f"gaussian sigma must be > 0, got {sigma}")
     half = max(1, int(np.ceil(3.0 * sigma)))
     x = np.arange(-half, half + 1, dtype=np.float64)
     g = np.exp(-0.5 * (x / sigma) ** 2)
@@ -48,7 +49,7 @@ def gaussian_psf(sigma: float) -> np.ndarray:
 def defocus_psf(radius: float = 4.0) -> np.ndarray:
     """A defocus (pillbox) kernel of ``radius`` px, anti-aliased by 8x supersampling, sum 1."""
     if radius <= 0:
-        raise ValueError(f"defocus radius must be > 0, got {radius}")
+        raise UserError(f"defocus radius must be > 0, got {radius}")
     size = 2 * int(np.ceil(radius)) + 1
     oversample = 8
     coords = (np.arange(size * oversample) + 0.5) / oversample - size / 2.0
@@ -61,7 +62,7 @@ def defocus_psf(radius: float = 4.0) -> np.ndarray:
 def motion_psf(length: float = 17.0, angle_deg: float = 30.0, size: int | None = None) -> np.ndarray:
     """A linear motion-blur kernel: a segment of ``length`` px at ``angle_deg``, anti-aliased, sum 1."""
     if length <= 0:
-        raise ValueError(f"motion length must be > 0, got {length}")
+        raise UserError(f"motion length must be > 0, got {length}")
     size = size or int(np.ceil(length)) | 1
     oversample = 8
     big = size * oversample
@@ -82,7 +83,7 @@ def shake_psf(diameter: float, rng: np.random.Generator) -> np.ndarray:
     from .synthetic import _rasterise, _shake_trajectory
 
     if diameter <= 0:
-        raise ValueError(f"shake diameter must be > 0, got {diameter}")
+        raise UserError(f"shake diameter must be > 0, got {diameter}")
     path = _shake_trajectory(rng)
     size = int(np.ceil(diameter)) + 3
     return _rasterise(path, diameter, size | 1).astype(np.float32)
@@ -100,7 +101,7 @@ def family_psf(family: str, extent: float, rng: np.random.Generator) -> tuple[np
         return motion_psf(extent, angle), {"length": round(float(extent), 3), "angle": round(angle, 1)}
     if family == "shake":
         return shake_psf(extent, rng), {"diameter": round(float(extent), 3)}
-    raise ValueError(f"unknown blur family {family!r}; choose one of: {', '.join(FAMILIES)}")
+    raise UserError(f"unknown blur family {family!r}; choose one of: {', '.join(FAMILIES)}")
 
 
 def kernel_margin(psf: np.ndarray) -> int:
@@ -117,7 +118,7 @@ def blur(image: np.ndarray, psf: np.ndarray, space: str = "linear", gamma: float
     import cv2
 
     if space not in SPACES:
-        raise ValueError(f"unknown blur space {space!r}; choose one of: {', '.join(SPACES)}")
+        raise UserError(f"unknown blur space {space!r}; choose one of: {', '.join(SPACES)}")
     x = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
     if space == "linear":
         x = np.power(x, gamma)
@@ -139,7 +140,7 @@ def record(image: np.ndarray, rng: np.random.Generator | None = None, noise_sigm
     x = image.astype(np.float32, copy=True)
     if noise_sigma > 0:
         if rng is None:
-            raise ValueError("record: noise needs an rng")
+            raise UserError("record: noise needs an rng")
         x = x + rng.normal(0.0, noise_sigma, size=x.shape).astype(np.float32)
     q = np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
     if jpeg_quality is not None:

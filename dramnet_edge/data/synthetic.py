@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from .datasets import PATCH, RenderedDataset, check_crop, pseudo_depth_path
 from .io import read_image, write_image
+from ..errors import UserError
 
 # (name, file in skimage's data folder, split). Only photographs of real scenes: no rendered charts,
 # microscopy of single cells, documents too small for a 224 crop, or clock_motion (already blurred).
@@ -124,9 +125,9 @@ class SyntheticBlurConfig:
         for name in probabilities:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"SyntheticBlurConfig.{name} must be in [0, 1], got {value}")
+                raise UserError(f"SyntheticBlurConfig.{name} must be in [0, 1], got {value}")
         if self.sharp_fraction + self.partial_fraction > 1.0:
-            raise ValueError(
+            raise UserError(
                 f"sharp_fraction + partial_fraction must be <= 1, got {self.sharp_fraction} + {self.partial_fraction}"
             )
         extents = (
@@ -134,21 +135,21 @@ class SyntheticBlurConfig:
         )
         for name in extents:
             if getattr(self, name) < 0:
-                raise ValueError(f"SyntheticBlurConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"SyntheticBlurConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.gamma <= 0:
-            raise ValueError(f"SyntheticBlurConfig.gamma must be > 0, got {self.gamma}")
+            raise UserError(f"SyntheticBlurConfig.gamma must be > 0, got {self.gamma}")
         if self.levels < 2:
-            raise ValueError(f"SyntheticBlurConfig.levels must be >= 2, got {self.levels}")
+            raise UserError(f"SyntheticBlurConfig.levels must be >= 2, got {self.levels}")
         if not 0.0 <= self.shake_floor <= 1.0:
-            raise ValueError(f"SyntheticBlurConfig.shake_floor must be in [0, 1], got {self.shake_floor}")
+            raise UserError(f"SyntheticBlurConfig.shake_floor must be in [0, 1], got {self.shake_floor}")
         if self.max_pair_psnr is not None and self.max_pair_psnr <= 0:
-            raise ValueError(f"SyntheticBlurConfig.max_pair_psnr must be > 0 dB or None, got {self.max_pair_psnr}")
+            raise UserError(f"SyntheticBlurConfig.max_pair_psnr must be > 0 dB or None, got {self.max_pair_psnr}")
         low, high = self.scale_range
         if not 0 < low <= high:
-            raise ValueError(f"SyntheticBlurConfig.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
+            raise UserError(f"SyntheticBlurConfig.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
         q_low, q_high = self.jpeg_quality
         if not 1 <= q_low <= q_high <= 100:
-            raise ValueError(
+            raise UserError(
                 f"SyntheticBlurConfig.jpeg_quality must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}"
             )
 
@@ -179,7 +180,7 @@ def _data_dir() -> Path:
 def available_photos(split: str) -> list[str]:
     """Names of the source photos of ``split`` that are present on disk."""
     if split not in SYNTHETIC_SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SYNTHETIC_SPLITS)}, got {split!r}")
+        raise UserError(f"split must be one of {', '.join(SYNTHETIC_SPLITS)}, got {split!r}")
     folder = _data_dir()
     return [name for name, file, s in SOURCE_PHOTOS if s == split and (folder / file).is_file()]
 
@@ -568,9 +569,9 @@ class SyntheticBlurDataset(RenderedDataset):
     ):
         check_crop(crop, crop_multiple)
         if crop is None:
-            raise ValueError("SyntheticBlurDataset needs a crop size (a multiple of 14)")
+            raise UserError("SyntheticBlurDataset needs a crop size (a multiple of 14)")
         if length < 1:
-            raise ValueError(f"length must be >= 1, got {length}")
+            raise UserError(f"length must be >= 1, got {length}")
         self.split = split
         self.crop = crop
         self.crop_multiple = crop_multiple
@@ -581,7 +582,7 @@ class SyntheticBlurDataset(RenderedDataset):
         self.epoch = 0
         names = available_photos(split)
         if not names:
-            raise ValueError(f"no source photos of split {split!r} found in {_data_dir()}")
+            raise UserError(f"no source photos of split {split!r} found in {_data_dir()}")
         # Load (and cache) every photo now, so DataLoader workers inherit them instead of recomputing.
         self.photos = [_load_photo(name, seed) for name in names]
 
@@ -666,7 +667,7 @@ def blur_statistics(dataset: SyntheticBlurDataset, samples: int | None = None, t
     (sharp), between (mild) or above thresholds[1] (heavy), its quantiles, and the PSNR of
     blurred vs sharp over the samples that were blurred (mean, std, min, max)."""
     from ..metrics import psnr
-    from ..models.dram_blocks import laplacian_blur_target
+    from ..blur_target import laplacian_blur_target
 
     samples = min(samples or len(dataset), len(dataset))
     tiles, values = [], []

@@ -26,9 +26,12 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..models.dram_blocks import InverseRealFFT2, RealFFT2, capturing_graph
+from ..errors import UserError
 
 FFT_FORMS = ("native", "dft")
 GRAPH_NAMES = ("model", "encoder", "decoder_full", "decoder_light", "gate")
+#: The graphs INT8 calibration quantizes; the skip gate stays FP32 (``calibrate.pipeline.GRAPHS``).
+QUANTIZED_GRAPHS = GRAPH_NAMES[:4]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def fold_fft(model: nn.Module, tile: int) -> int:
 def _check_dramnet(model: nn.Module) -> None:
     for attr in ("encode", "decode", "decoder", "blur_map", "tile"):
         if not hasattr(model, attr):
-            raise ValueError(
+            raise UserError(
                 f"export supports DRAMNet models (dramnet_tiny|s|b|l); {type(model).__name__} has no {attr!r}"
             )
 
@@ -204,7 +207,7 @@ def fold_model(model: nn.Module, fft: str = "dft") -> nn.Module:
     ``fold_info`` = {"fft", "batchnorm_folded", "fft_replaced"}.
     """
     if fft not in FFT_FORMS:
-        raise ValueError(f"unknown fft form {fft!r}; choose one of: {', '.join(FFT_FORMS)}")
+        raise UserError(f"unknown fft form {fft!r}; choose one of: {', '.join(FFT_FORMS)}")
     _check_dramnet(model)
     folded = copy.deepcopy(model).eval().float()
     folded.decoder.memory_saving = False  # plain forward; the custom autograd path is for training only

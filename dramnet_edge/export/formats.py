@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from ..errors import MissingExtraError, UserError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: The pip extra that brings each calibration module (the rest come with the onnx extra).
@@ -148,11 +149,11 @@ def refuse_existing(files, overwrite: bool, inputs=()) -> None:
     inputs = {os.path.realpath(p) for p in inputs}
     for f in files:
         if os.path.realpath(f) in inputs:
-            raise ValueError(f"output {f} is also an input; choose another output path")
+            raise UserError(f"output {f} is also an input; choose another output path")
     if not overwrite:
         for f in files:
             if os.path.lexists(f):
-                raise ValueError(f"output exists: {f} (pass --overwrite to replace)")
+                raise UserError(f"output exists: {f} (pass --overwrite to replace)")
 
 
 def format_names() -> list[str]:
@@ -164,7 +165,7 @@ def get_format(name: str) -> ExportFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise ValueError(f"unknown export target {name!r}; choose one of: {', '.join(FORMATS)}") from None
+        raise UserError(f"unknown export target {name!r}; choose one of: {', '.join(FORMATS)}") from None
 
 
 def format_for_path(path: str | Path) -> ExportFormat:
@@ -174,7 +175,7 @@ def format_for_path(path: str | Path) -> ExportFormat:
         if name.endswith(fmt.suffix) and len(name) > len(fmt.suffix):
             return fmt
     suffixes = ", ".join(f"{f.suffix} ({f.name})" for f in FORMATS.values())
-    raise ValueError(f"{path}: unknown artifact suffix; accepted: {suffixes}")
+    raise UserError(f"{path}: unknown artifact suffix; accepted: {suffixes}")
 
 
 def format_for_backend(backend: str) -> list[ExportFormat]:
@@ -194,26 +195,26 @@ def validate_request(
     on a wrong suffix, an unsupported precision or fft form, a bad batch, or a precision that is not ready."""
     fmt = get_format(target)
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if precision not in fmt.precisions:
-        raise ValueError(f"--target {target} does not support --precision {precision}; "
+        raise UserError(f"--target {target} does not support --precision {precision}; "
                          f"it accepts: {', '.join(fmt.precisions)}")
     name = Path(output).name
     if not name.endswith(fmt.suffix) or len(name) == len(fmt.suffix):
-        raise ValueError(f"output {str(output)!r} does not end in {fmt.suffix}, the suffix for --target {target}")
+        raise UserError(f"output {str(output)!r} does not end in {fmt.suffix}, the suffix for --target {target}")
     if fft not in fmt.fft_forms:
-        raise ValueError(f"--fft {fft} is not available for --target {target}; it accepts: {', '.join(fmt.fft_forms)}")
+        raise UserError(f"--fft {fft} is not available for --target {target}; it accepts: {', '.join(fmt.fft_forms)}")
     if precision == "int8" and fmt.int8_fft_forms is not None and fft not in fmt.int8_fft_forms:
-        raise ValueError(f"--fft {fft} is not available for --target {target} --precision int8 (calibrated on the "
+        raise UserError(f"--fft {fft} is not available for --target {target} --precision int8 (calibrated on the "
                          f"DFT-free ONNX); it accepts: {', '.join(fmt.int8_fft_forms)}")
     if batch is not None and dynamic_batch:
-        raise ValueError(f"--batch {batch} and --dynamic-batch are exclusive: give a static batch or a dynamic one")
+        raise UserError(f"--batch {batch} and --dynamic-batch are exclusive: give a static batch or a dynamic one")
     if batch is not None and batch < 1:
-        raise ValueError(f"--batch must be >= 1, got {batch}")
+        raise UserError(f"--batch must be >= 1, got {batch}")
     if dynamic_batch and not fmt.dynamic_batch:
-        raise ValueError(f"--dynamic-batch is not available for --target {target}; use --batch N")
+        raise UserError(f"--dynamic-batch is not available for --target {target}; use --batch N")
     if precision not in fmt.ready_precisions:
-        raise ValueError(f"--precision {precision} for --target {target} is not available yet: {fmt.pending}; "
+        raise UserError(f"--precision {precision} for --target {target} is not available yet: {fmt.pending}; "
                          f"available now: {', '.join(fmt.ready_precisions)}")
     return fmt
 
@@ -222,7 +223,7 @@ def require_sdk(fmt: ExportFormat) -> None:
     """Raise a one-line error naming the extra to install when the format's SDK cannot be imported."""
     missing = fmt.missing_modules()
     if missing:
-        raise ValueError(f"--target {fmt.name} needs {', '.join(missing)}, which is not installed here: "
+        raise MissingExtraError(f"--target {fmt.name} needs {', '.join(missing)}, which is not installed here: "
                          f"{fmt.install_hint()}")
 
 
@@ -232,5 +233,5 @@ def require_int8_sdk(fmt: ExportFormat) -> None:
     missing = [m for m in fmt.missing_modules("int8") if m not in fmt.modules]
     if missing:
         extras = sorted({INT8_EXTRAS.get(m, "onnx") for m in missing})
-        raise ValueError(f"--target {fmt.name} --precision int8 calibrates with {', '.join(missing)}, which is not "
+        raise MissingExtraError(f"--target {fmt.name} --precision int8 calibrates with {', '.join(missing)}, which is not "
                          f"installed here: pip install \"dramnet-edge[{','.join(extras)}]\"")

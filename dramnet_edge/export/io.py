@@ -11,6 +11,6 @@ import os
 
 def write_atomically(path: str | os.PathLike, write_fn) -> None:
     """``write_fn(tmp_path)``, then rename into ``path`` (a crash never leaves half a file)."""
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     atomic_write(path, write_fn)

@@ -9,6 +9,7 @@ TensorRT), and sequence ops (the exporter's unoptimised split lowering).
 from __future__ import annotations
 
 import os
+from ..errors import UserError
 
 MIN_OPSET = 17
 _FORBIDDEN_OPS = {
@@ -55,4 +56,4 @@ def check_onnx(model_or_path, *, purpose: str = "TensorRT") -> None:
     problems = lint_onnx(model_or_path)
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"{model_or_path}: not ready for {purpose}: " + "; ".join(problems[:3]) + more)
+        raise UserError(f"{model_or_path}: not ready for {purpose}: " + "; ".join(problems[:3]) + more)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from ..errors import UserError
 
 STRONG_TYPING_MIN = (10, 12)
 DYNAMIC_BATCH_PROFILE = (1, 8, 16)  # min, opt, max for --dynamic-batch engines
@@ -49,7 +50,7 @@ def typing_plan(version: tuple[int, int], precision: str) -> dict:
     {"strongly_typed": bool, "builder_flags": ["FP16", "INT8"] subset, "qdq_to_fp16": bool, "typing": one line}.
     """
     if precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+        raise UserError(f"precision must be fp32, fp16 or int8, got {precision!r}")
     if uses_strong_typing(version):
         return {"strongly_typed": True, "builder_flags": [], "qdq_to_fp16": precision == "int8",
                 "typing": {"fp32": "strong: FP32 ONNX", "fp16": "strong: typed FP16 ONNX (FP32 islands)",
@@ -61,11 +62,11 @@ def typing_plan(version: tuple[int, int], precision: str) -> dict:
 
 def engine_precision(precision: str, graph: str) -> str:
     """The precision one graph of an export is built with: an INT8 export's skip gate is an FP32 ONNX (calibration
-    quantizes ``calibrate.pipeline.GRAPHS`` only), and TensorRT's INT8 flag on a graph with no Q/DQ asks for the
+    quantizes ``fold.QUANTIZED_GRAPHS`` only), and TensorRT's INT8 flag on a graph with no Q/DQ asks for the
     deprecated implicit quantization, so it is built as FP32."""
-    from ..calibrate.pipeline import GRAPHS
+    from .fold import QUANTIZED_GRAPHS
 
-    return "fp32" if precision == "int8" and graph not in GRAPHS else precision
+    return "fp32" if precision == "int8" and graph not in QUANTIZED_GRAPHS else precision
 
 
 def qdq_to_fp16(model):
@@ -128,7 +129,7 @@ def build_engine(
     import onnx
     import tensorrt as trt
 
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
     from .lint import check_onnx
 
     check_onnx(onnx_path, purpose="TensorRT")
@@ -147,7 +148,7 @@ def build_engine(
         parsed = parser.parse_from_file(str(onnx_path))
     if not parsed:
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ValueError(f"TensorRT {trt.__version__} could not parse {onnx_path}: {errors}")
+        raise UserError(f"TensorRT {trt.__version__} could not parse {onnx_path}: {errors}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
@@ -160,7 +161,7 @@ def build_engine(
         tensor = network.get_input(i)
         rest = tuple(tensor.shape)[1:]
         if any(d < 0 for d in rest):
-            raise ValueError(f"{onnx_path}: input {tensor.name} has a dynamic non-batch axis {tuple(tensor.shape)}")
+            raise UserError(f"{onnx_path}: input {tensor.name} has a dynamic non-batch axis {tuple(tensor.shape)}")
         profile.set_shape(tensor.name, (lo, *rest), (opt, *rest), (hi, *rest))
     config.add_optimization_profile(profile)
 

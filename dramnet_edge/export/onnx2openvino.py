@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from ..errors import UserError
 
 
 def _save(ov_model, xml_path: str | os.PathLike, precision: str) -> None:
     import openvino as ov
 
     if precision not in ("fp32", "fp16"):
-        raise ValueError(f"OpenVINO IR precision must be fp32 or fp16 here, got {precision!r}")
+        raise UserError(f"OpenVINO IR precision must be fp32 or fp16 here, got {precision!r}")
     xml_path = Path(xml_path)
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     # save_model compresses weights to FP16 by default: say what was asked for, always.
@@ -44,7 +45,7 @@ def onnx_to_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, 
 
     dft = [p for p in lint_onnx(onnx_path) if p.startswith("DFT")]
     if dft:
-        raise ValueError(f"{onnx_path}: OpenVINO's ONNX frontend rejects the DFT op; export with --fft dft "
+        raise UserError(f"{onnx_path}: OpenVINO's ONNX frontend rejects the DFT op; export with --fft dft "
                          "or convert from the torch module")
     model = ov.convert_model(str(onnx_path))
     _set_batch(model, batch)

@@ -144,7 +144,7 @@ def convert_file_to_fp16(src: str | os.PathLike, dst: str | os.PathLike, **kwarg
     """Read an FP32 ONNX file, write its typed FP16 form to ``dst`` atomically; returns the ModelProto."""
     import onnx
 
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     model = convert_to_fp16(onnx.load(str(src)), **kwargs)
     atomic_write(dst, lambda tmp: onnx.save(model, tmp))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,13 @@ class ExportProfile:
     @classmethod
     def from_dict(cls, data: dict, source: str = "profile") -> "ExportProfile":
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping of export settings, got {type(data).__name__}")
+            raise UserError(f"{source}: expected a mapping of export settings, got {type(data).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(known)}")
+            raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(known)}")
         if "target" not in data:
-            raise ValueError(f"{source}: 'target' is required")
+            raise UserError(f"{source}: 'target' is required")
         return cls(**data)
 
 
@@ -42,9 +43,9 @@ def load_profile(path: str | Path) -> ExportProfile:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"export profile not found: {path}")
+        raise UserError(f"export profile not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     return ExportProfile.from_dict(data, source=str(path))

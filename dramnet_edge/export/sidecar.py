@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from ..errors import UserError
 
 SIDECAR_FORMAT = "dramnet-edge-artifact"
 SIDECAR_VERSION = 1
@@ -73,7 +74,7 @@ def parity_figures(reference: np.ndarray, output: np.ndarray, names: tuple[str, 
     reference = np.asarray(reference, dtype=np.float32)
     output = np.asarray(output, dtype=np.float32)
     if reference.shape != output.shape:
-        raise ValueError(f"parity: reference {reference.shape} and output {output.shape} differ in shape")
+        raise UserError(f"parity: reference {reference.shape} and output {output.shape} differ in shape")
     finite = np.isfinite(output)
     nonfinite = int((~finite).sum())
     diff = np.abs(np.where(finite, output, 0.0) - reference)
@@ -138,7 +139,7 @@ def _member_files(path: Path) -> list[Path]:
 def artifact_file_hashes(folder: str | os.PathLike, names) -> dict[str, dict]:
     """{relative path: {"sha256", "bytes"}} of every file behind the artifact entries ``names`` (relative to
     ``folder``), for the sidecar's ``files`` entry."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
 
     folder = Path(folder)
     out = {}
@@ -151,15 +152,15 @@ def artifact_file_hashes(folder: str | os.PathLike, names) -> dict[str, dict]:
 def verify_artifact_files(sidecar: dict, folder: str | os.PathLike, source: str | os.PathLike = "") -> None:
     """Check every file the sidecar lists under ``files`` against its size and SHA-256; a one-line ValueError
     names the first missing or damaged one. Sidecars from before the hashes were recorded pass unchecked."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
 
     folder = Path(folder)
     for name, entry in (sidecar.get("files") or {}).items():
         f = folder / name
         if not f.is_file():
-            raise ValueError(f"artifact file missing: {f} (listed in the sidecar of {source or folder})")
+            raise UserError(f"artifact file missing: {f} (listed in the sidecar of {source or folder})")
         if f.stat().st_size != entry.get("bytes", f.stat().st_size) or file_sha256(f) != entry.get("sha256"):
-            raise ValueError(f"artifact file damaged: {f} does not match the SHA-256 its sidecar recorded "
+            raise UserError(f"artifact file damaged: {f} does not match the SHA-256 its sidecar recorded "
                              "(truncated or changed since export); export it again")
 
 
@@ -169,7 +170,7 @@ def build_sidecar(
     extra: dict | None = None,
 ) -> dict:
     """The sidecar dict. ``graphs`` holds file names relative to the sidecar's folder."""
-    from ..models.checkpoint import file_sha256
+    from ..io_utils import file_sha256
 
     return {
         "format": SIDECAR_FORMAT,
@@ -194,7 +195,7 @@ def build_sidecar(
 
 
 def write_sidecar(path: str | os.PathLike, sidecar: dict) -> None:
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     text = json.dumps(sidecar, indent=2, allow_nan=True) + "\n"
 
@@ -215,20 +216,20 @@ def read_sidecar(artifact_or_sidecar: str | os.PathLike, verify: bool = False) -
         if legacy is not None and legacy.is_file():
             path = legacy  # an export from before the per-target sidecar names
     if not path.is_file():
-        raise ValueError(f"{p}: no sidecar {path.name} beside it; artifacts are loaded with the JSON "
+        raise UserError(f"{p}: no sidecar {path.name} beside it; artifacts are loaded with the JSON "
                          "`dramnet-edge export` writes next to them")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise UserError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: not a dramnet-edge artifact sidecar (format {found!r})")
+        raise UserError(f"{path}: not a dramnet-edge artifact sidecar (format {found!r})")
     if p.suffix != ".json" and path.name != sidecar_path(p).name:  # legacy m.json: is it this artifact's?
         from .formats import format_for_path
 
         if data.get("target") != format_for_path(p).name:
-            raise ValueError(f"{p}: no sidecar {sidecar_path(p).name} beside it ({path.name} belongs to the "
+            raise UserError(f"{p}: no sidecar {sidecar_path(p).name} beside it ({path.name} belongs to the "
                              f"{data.get('target')} export of this stem)")
     if verify:
         verify_artifact_files(data, path.parent, p)

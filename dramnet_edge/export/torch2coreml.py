@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from ..errors import UserError
 
 
 def import_coremltools():
@@ -55,7 +56,7 @@ def convert_coreml(module, example_inputs, path: str | os.PathLike, *, input_nam
     import torch
 
     if precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"CoreML precision must be fp32, fp16 or int8, got {precision!r}")
+        raise UserError(f"CoreML precision must be fp32, fp16 or int8, got {precision!r}")
     with torch.no_grad():
         program = torch.export.export(module.eval(), tuple(example_inputs)).run_decompositions({})
     compute = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16

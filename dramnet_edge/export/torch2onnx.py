@@ -35,7 +35,7 @@ def export_onnx(
     """
     import onnx
 
-    from ..models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     _quiet_exporter()
     dynamic_shapes = None

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from .onnx2engine import batch_profile
+from ..errors import UserError
 
 AUTOCAST_MIN = (2, 10)  # enable_autocast / autocast_low_precision_type exist; enabled_precisions must be f32 only
 SAVE_INPUT_SPECS_MIN = (2, 11)  # save() infers dynamic_shapes from torch_tensorrt.Input min/opt/max
@@ -46,7 +47,7 @@ def compile_options(precision: str, version: tuple[int, int]) -> dict:
     (``_torch_values`` turns them into torch dtypes). ValueError for a precision other than fp32 / fp16.
     """
     if precision not in ("fp32", "fp16"):
-        raise ValueError(f"torch-tensorrt precision must be fp32 or fp16, got {precision!r}")
+        raise UserError(f"torch-tensorrt precision must be fp32 or fp16, got {precision!r}")
     if tuple(version) < AUTOCAST_MIN:
         return {"enabled_precisions": ["float32"] if precision == "fp32" else ["float32", "float16"]}
     if precision == "fp32":

@@ -18,6 +18,7 @@ Rules and where they come from:
 from __future__ import annotations
 
 import os
+from ..errors import UserError
 
 MIN_OPSET, MAX_OPSET = 17, 20
 TENSORRT_VERSION = "10.3"
@@ -58,9 +59,8 @@ def check_tensorrt_conformance(model_or_path) -> dict:
     """
     import onnx
 
-    from ..calibrate.graph import constant_arrays
-    from ..calibrate.quantize import inspect_qdq
     from .lint import lint_onnx
+    from .qdq import constant_arrays, inspect_qdq
 
     model = onnx.load(str(model_or_path), load_external_data=False) \
         if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
@@ -107,7 +107,7 @@ def require_tensorrt_conformance(model_or_path, name: str = "") -> dict:
     problems = report["problems"]
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"{name or model_or_path}: would fail on TensorRT {TENSORRT_VERSION}: "
+        raise UserError(f"{name or model_or_path}: would fail on TensorRT {TENSORRT_VERSION}: "
                          + "; ".join(problems[:3]) + more)
     return report
 

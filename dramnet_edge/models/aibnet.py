@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .checkpoint import load_state_dict_strict
 from .layers import LayerNorm2d, SimpleGate
 from .registry import register_model
+from ..errors import UserError
 
 # NAFNet's LayerNorm2d uses eps=1e-6; matching it keeps pretrained encoder features identical.
 _LN_EPS = 1e-6
@@ -95,7 +96,7 @@ class SFEM(nn.Module):
     def __init__(self, channels: int, num_heads: int = 1, alpha_init: float = 0.8):
         super().__init__()
         if channels % num_heads:
-            raise ValueError(f"SFEM: channels={channels} is not divisible by num_heads={num_heads}")
+            raise UserError(f"SFEM: channels={channels} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.head_dim = channels // num_heads
         self.alpha_init = float(alpha_init)
@@ -165,7 +166,7 @@ class Decoupler(nn.Module):
         super().__init__()
         groups = math.gcd(channels, groups)
         if kernel_size % 2 == 0:
-            raise ValueError(f"Decoupler: kernel_size must be odd, got {kernel_size}")
+            raise UserError(f"Decoupler: kernel_size must be odd, got {kernel_size}")
         self.groups = groups
         self.kernel_size = kernel_size
         self.kernel_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, groups * kernel_size**2, 1))
@@ -202,9 +203,9 @@ class HFSBlock(nn.Module):
     def __init__(self, channels: int, num_heads: int = 1, n_masks: int = 4, decoupler_groups: int = 8):
         super().__init__()
         if channels % num_heads:
-            raise ValueError(f"HFSBlock: channels={channels} is not divisible by num_heads={num_heads}")
+            raise UserError(f"HFSBlock: channels={channels} is not divisible by num_heads={num_heads}")
         if n_masks < 1:
-            raise ValueError(f"HFSBlock: n_masks must be >= 1, got {n_masks}")
+            raise UserError(f"HFSBlock: n_masks must be >= 1, got {n_masks}")
         self.num_heads = num_heads
         self.head_dim = channels // num_heads
         # Mask i (1-based) keeps ceil(d·i/(i+1)) entries per row: 1/2, 2/3, 3/4, ... of them.
@@ -348,20 +349,20 @@ class AIBNet(nn.Module):
         super().__init__()
         num_scales = len(enc_blk_nums)
         if num_subdecoders < 1:
-            raise ValueError(f"num_subdecoders must be >= 1, got {num_subdecoders}")
+            raise UserError(f"num_subdecoders must be >= 1, got {num_subdecoders}")
         if isinstance(blocks_per_subdecoder, int):
             base, extra = divmod(blocks_per_subdecoder, num_scales)
             stage_blocks = [base + (i < extra) for i in range(num_scales)]
         else:
             stage_blocks = list(blocks_per_subdecoder)
             if len(stage_blocks) != num_scales:
-                raise ValueError(
+                raise UserError(
                     f"blocks_per_subdecoder={blocks_per_subdecoder!r}: need an int or {num_scales} counts "
                     "(one per decoder scale, coarse to fine)"
                 )
         heads = tuple(num_heads) if num_heads is not None else tuple(2**i for i in range(num_scales))
         if len(heads) != num_scales:
-            raise ValueError(f"num_heads={num_heads!r}: need {num_scales} values (one per scale, fine to coarse)")
+            raise UserError(f"num_heads={num_heads!r}: need {num_scales} values (one per scale, fine to coarse)")
 
         self.encoder = NAFNetEncoder(width, enc_blk_nums, middle_blk_num)
         self.sub_decoders = nn.ModuleList(
@@ -381,11 +382,11 @@ class AIBNet(nn.Module):
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"AIBNet expects a (B, 3, H, W) image, got shape {tuple(x.shape)}")
+            raise UserError(f"AIBNet expects a (B, 3, H, W) image, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         m = self.size_multiple
         if h < m or w < m:
-            raise ValueError(f"AIBNet needs H, W >= {m}, got {h}x{w}")
+            raise UserError(f"AIBNet needs H, W >= {m}, got {h}x{w}")
         pad_h, pad_w = -h % m, -w % m
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
@@ -413,7 +414,7 @@ class AIBNet(nn.Module):
         """
         upto = self.num_subdecoders - 1 if upto is None else upto
         if not 0 <= upto < self.num_subdecoders:
-            raise ValueError(f"upto={upto} out of range: this AIBNet has sub-decoders 0..{self.num_subdecoders - 1}")
+            raise UserError(f"upto={upto} out of range: this AIBNet has sub-decoders 0..{self.num_subdecoders - 1}")
         images = self._restore(x, upto, every=True)
         return {"image": images[-1], "images": images}
 
@@ -421,7 +422,7 @@ class AIBNet(nn.Module):
         """Progressive training (§3.4): only ``sub_decoders[stage]`` keeps requires_grad; the encoder and every other
         sub-decoder are frozen. The family has no BatchNorm/Dropout, so frozen parts need no eval()."""
         if not 0 <= stage < self.num_subdecoders:
-            raise ValueError(
+            raise UserError(
                 f"stage={stage} out of range: this AIBNet has sub-decoders 0..{self.num_subdecoders - 1}"
             )
         self.requires_grad_(False)
@@ -461,7 +462,7 @@ def load_encoder_checkpoint(model: AIBNet, checkpoint: str | os.PathLike | Mappi
         try:
             checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any read failure means "not a usable checkpoint"
-            raise ValueError(f"{source}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+            raise UserError(f"{source}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
     load_state_dict_strict(model.encoder, checkpoint_filter_fn(checkpoint), source=source)
 
 
@@ -469,7 +470,7 @@ def _build_aibnet(num_subdecoders: int, encoder_checkpoint, overrides: dict) -> 
     accepted = set(inspect.signature(AIBNet).parameters)
     unknown = sorted(set(overrides) - accepted)
     if unknown:
-        raise ValueError(f"unknown AIBNet option(s) {unknown}; accepted: {', '.join(sorted(accepted))}")
+        raise UserError(f"unknown AIBNet option(s) {unknown}; accepted: {', '.join(sorted(accepted))}")
     # NAFNet-GoPro-width32's encoder layout; the paper's N = 8 SFDHBlocks and n_m = 4 masks per sub-decoder.
     config = dict(width=32, enc_blk_nums=(1, 1, 1, 28), middle_blk_num=1, num_subdecoders=num_subdecoders)
     model = AIBNet(**{**config, **overrides})

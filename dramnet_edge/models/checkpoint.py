@@ -2,50 +2,23 @@
 
 A dramnet-edge weight file is a ``.safetensors`` whose metadata holds
 ``{"format": "dramnet-edge", "model": <registered name>, "overrides": <json>, "version": ..., ...}``,
-so ``load_model(path)`` can rebuild the exact network before loading it with ``strict=True``.
+so ``models.builder.load_model(path)`` can rebuild the exact network before loading it with ``strict=True``.
 Training checkpoints (``.pt``, see dramnet_edge/train) hold the same under ``"model_args"`` and the
 weights under ``"model"``; ``load_weights`` accepts both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from ..errors import UserError
+from ..io_utils import atomic_write, file_sha256  # noqa: F401  (re-exported: their old home)
 
 FORMAT = "dramnet-edge"
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: str | os.PathLike, write_fn) -> None:
-    """Call ``write_fn(tmp_path)`` then rename into place: a crash never leaves half a file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict | None = None) -> None:
@@ -56,7 +29,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra_metadata: dict
 
     args = getattr(model, "create_args", None)
     if args is None:
-        raise ValueError("model was not built by create_model(); its rebuild recipe is unknown")
+        raise UserError("model was not built by create_model(); its rebuild recipe is unknown")
     meta = {"format": FORMAT, "model": args["name"], "overrides": json.dumps(args["overrides"]), "version": __version__}
     for k, v in (extra_metadata or {}).items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
@@ -68,7 +41,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """The rebuild recipe of a weight file: {"model": name, "overrides": dict, ...}. ValueError if not ours."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint not found: {path}")
+        raise UserError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -76,14 +49,14 @@ def read_metadata(path: str | os.PathLike) -> dict:
             with safe_open(str(path), framework="pt") as f:
                 meta = dict(f.metadata() or {})
         except Exception as e:  # noqa: BLE001 - any parse failure means "not a valid file"
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+            raise UserError(f"{path}: not a readable safetensors file ({e})") from None
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a dramnet-edge weight file (no '{FORMAT}' metadata)")
+            raise UserError(f"{path}: not a dramnet-edge weight file (no '{FORMAT}' metadata)")
         meta["overrides"] = json.loads(meta.get("overrides", "{}"))
         return meta
     ckpt = _torch_load(path)
     if not isinstance(ckpt, dict) or "model_args" not in ckpt:
-        raise ValueError(f"{path}: not a dramnet-edge checkpoint (no 'model_args'); accepted: .safetensors from "
+        raise UserError(f"{path}: not a dramnet-edge checkpoint (no 'model_args'); accepted: .safetensors from "
                          "`dramnet-edge train`/save_weights, or a training checkpoint .pt")
     return {"model": ckpt["model_args"]["name"], "overrides": ckpt["model_args"]["overrides"], **ckpt.get("meta", {})}
 
@@ -97,12 +70,12 @@ def _torch_load(path: Path):
         # torch's own message goes on to advise weights_only=False: never pass that advice on (it runs the
         # file's code). Say what was refused, in one line.
         if "weights only load failed" in str(e).lower() or "weights_only" in str(e):
-            raise ValueError(f"{path}: refused: it holds pickled Python objects that a weights-only load does not "
+            raise UserError(f"{path}: refused: it holds pickled Python objects that a weights-only load does not "
                              "allow; only tensors, numbers and strings are accepted (save the state dict, or use "
                              "a .safetensors weight file)") from None
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -113,20 +86,20 @@ def _first_line(e: BaseException) -> str:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint not found: {path}")
+        raise UserError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+            raise UserError(f"{path}: not a readable safetensors file ({e})") from None
     ckpt = _torch_load(path)
     if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
         return ckpt["model"]
     if isinstance(ckpt, dict) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         return ckpt
-    raise ValueError(f"{path}: no state dict found (expected a 'model' entry or a plain state dict)")
+    raise UserError(f"{path}: no state dict found (expected a 'model' entry or a plain state dict)")
 
 
 def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -141,7 +114,7 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], so
             if keys:
                 shown = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
                 parts.append(f"{label} keys: {shown}")
-        raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts))
+        raise UserError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(state, strict=True)
 
 
@@ -151,7 +124,7 @@ def check_finite(state: dict[str, torch.Tensor], source: str = "checkpoint") -> 
     for key, value in state.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise ValueError(f"{source}: weights hold NaN/Inf ({bad} value(s) in {key}); they would give black images")
+            raise UserError(f"{source}: weights hold NaN/Inf ({bad} value(s) in {key}); they would give black images")
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
@@ -160,13 +133,3 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     state = read_state_dict(path)
     check_finite(state, source=str(path))
     load_state_dict_strict(model, state, source=str(path))
-
-
-def load_model(path: str | os.PathLike, **overrides) -> tuple[nn.Module, dict]:
-    """Rebuild the network recorded in a weight file and load it. Returns (model in eval mode, metadata)."""
-    from .registry import create_model
-
-    meta = read_metadata(path)
-    model = create_model(meta["model"], **{**meta["overrides"], **overrides})
-    load_weights(model, path)
-    return model.eval(), meta

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import load_state_dict_strict, read_state_dict
+from ..errors import UserError
 
 ENCODER_PREFIX = "pretrained."
 HEAD_PREFIX = "depth_head."
@@ -66,7 +67,7 @@ def official_vit_config(name: str) -> dict:
     """A copy of the official Depth-Anything-V2 sizes for ``name`` ("vits", "vitb" or "vitl"): keys embed_dim,
     depth, num_heads, taps, features, out_channels, weights_license."""
     if name not in _OFFICIAL_CONFIGS:
-        raise ValueError(f"unknown Depth-Anything-V2 encoder {name!r}; choose one of: {', '.join(_OFFICIAL_CONFIGS)}")
+        raise UserError(f"unknown Depth-Anything-V2 encoder {name!r}; choose one of: {', '.join(_OFFICIAL_CONFIGS)}")
     return dict(_OFFICIAL_CONFIGS[name])
 
 
@@ -127,7 +128,7 @@ def remap_depth_anything_state_dict(
         else:
             stray.append(key)
     if stray:
-        raise ValueError(
+        raise UserError(
             f"not a Depth-Anything-V2 checkpoint: keys outside {ENCODER_PREFIX}* / {HEAD_PREFIX}*: {sorted(stray)}"
         )
     return encoder_state, head_state

@@ -17,6 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .layers import LayerNorm2d, SimpleGate
+# The Laplacian blur target (Eq. 1) lives in dramnet_edge/blur_target.py; re-exported here, its old home.
+from ..blur_target import LAPLACIAN_TARGET_SCALE, laplacian_blur_target, laplacian_blur_target_pyramid  # noqa: F401
+from ..errors import UserError
 
 
 def capturing_graph() -> bool:
@@ -32,77 +35,6 @@ def capturing_graph() -> bool:
     fx = torch.fx._symbolic_trace
     # is_fx_symbolic_tracing excludes torch.export (covered above); older torch only has is_fx_tracing.
     return fx.is_fx_symbolic_tracing() if hasattr(fx, "is_fx_symbolic_tracing") else fx.is_fx_tracing()
-
-
-# --------------------------------------------------------------------------------------------------
-# Laplacian blur target (Eq. 1)
-# --------------------------------------------------------------------------------------------------
-
-#: Multiplies the raw per-tile mean |ΔI_gt − ΔI_blur| before clamping to [0, 1]. The raw value is
-#: small: on 10 scikit-image photos (RGB in [0, 1]) it has medians of 0.025 (Gaussian σ=0.5),
-#: 0.053 (σ=1), 0.057 (σ=3, motion 21 px) and 90th percentiles of 0.07 / 0.15 / 0.16. With 8 the
-#: median heavily blurred tile maps to ~0.45, its 75th percentile to ~0.78 and ~17% saturate at 1;
-#: mild blur lands at ~0.2 and identical tiles at exactly 0. See docs/architecture.md.
-LAPLACIAN_TARGET_SCALE = 8.0
-
-_BT601 = (0.299, 0.587, 0.114)
-
-
-def _luminance(image: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB or (B, 1, H, W) grey in [0, 1] -> (B, 1, H, W) ITU-R BT.601 luma."""
-    if image.dim() != 4 or image.shape[1] not in (1, 3):
-        raise ValueError(f"expected a (B, 3, H, W) RGB or (B, 1, H, W) grey image, got {tuple(image.shape)}")
-    if image.shape[1] == 1:
-        return image
-    r, g, b = image.unbind(dim=1)
-    return (_BT601[0] * r + _BT601[1] * g + _BT601[2] * b).unsqueeze(1)
-
-
-def _laplacian(grey: torch.Tensor) -> torch.Tensor:
-    """4-neighbour Laplacian [[0,1,0],[1,-4,1],[0,1,0]] of a (B, 1, H, W) map, replicate padding."""
-    kernel = grey.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-    return F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernel)
-
-
-def _laplacian_difference(blurred: torch.Tensor, sharp: torch.Tensor, tile: int) -> torch.Tensor:
-    if blurred.shape != sharp.shape:
-        raise ValueError(f"blurred {tuple(blurred.shape)} and sharp {tuple(sharp.shape)} must have the same shape")
-    h, w = blurred.shape[-2:]
-    if h % tile or w % tile:
-        raise ValueError(f"image size {h}x{w} must be a multiple of the tile size {tile}")
-    return (_laplacian(_luminance(sharp)) - _laplacian(_luminance(blurred))).abs()
-
-
-def laplacian_blur_target(
-    blurred: torch.Tensor, sharp: torch.Tensor, tile: int = 14, scale: float = LAPLACIAN_TARGET_SCALE
-) -> torch.Tensor:
-    """Per-tile Laplacian-difference blur target B_Laplacian (DRAMNet Eq. 1), scaled and clamped to [0, 1].
-
-    blurred, sharp: (B, 3, H, W) RGB (or (B, 1, H, W) grey) in [0, 1]; H and W multiples of ``tile``.
-    Returns (B, 1, H/tile, W/tile): clamp(scale * mean over the tile of |ΔI_gt − ΔI_blur|, 0, 1),
-    exactly 0 on tiles where blurred == sharp. No gradient is needed or kept meaningful here.
-    """
-    diff = _laplacian_difference(blurred, sharp, tile)
-    return (scale * F.avg_pool2d(diff, tile, tile)).clamp(0.0, 1.0)
-
-
-def laplacian_blur_target_pyramid(
-    blurred: torch.Tensor, sharp: torch.Tensor, tile: int = 14, levels: int = 4,
-    scale: float = LAPLACIAN_TARGET_SCALE,
-) -> list[torch.Tensor]:
-    """Targets for every BME block, finest first: tiles ``tile * 2**k`` for k < levels (14, 28, 56, 112).
-
-    Level k is (B, 1, H/(tile*2^k), W/(tile*2^k)); H and W must be multiples of tile * 2^(levels-1).
-    Each coarser level averages the raw (unclamped) difference over its larger tile, then scales and clamps.
-    """
-    diff = _laplacian_difference(blurred, sharp, tile * 2 ** (levels - 1))
-    raw = F.avg_pool2d(diff, tile, tile)
-    targets = []
-    for k in range(levels):
-        if k:
-            raw = F.avg_pool2d(raw, 2, 2)
-        targets.append((scale * raw).clamp(0.0, 1.0))
-    return targets
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,7 +78,7 @@ class BlurMapCascade(nn.Module):
     def __init__(self, in_channels: int, widths: tuple[int, ...] = BME_DEFAULT_WIDTHS, tile: int = 14):
         super().__init__()
         if len(widths) < 1:
-            raise ValueError(f"widths must name at least one block width, got {widths}")
+            raise UserError(f"widths must name at least one block width, got {widths}")
         self.tile = tile
         self.widths = tuple(widths)
         # Block 0 reads the stem; block k > 0 reads the stride-2 conv's output, already at width k.
@@ -164,7 +96,7 @@ class BlurMapCascade(nn.Module):
     def forward(self, stem_features: torch.Tensor) -> list[torch.Tensor]:
         h, w = stem_features.shape[-2], stem_features.shape[-1]
         if not capturing_graph() and (h % self.stride or w % self.stride):
-            raise ValueError(f"BME input {h}x{w} must be a multiple of {self.stride} (tile {self.tile} x 2^(blocks-1))")
+            raise UserError(f"BME input {h}x{w} must be a multiple of {self.stride} (tile {self.tile} x 2^(blocks-1))")
         blur_maps = []
         x = stem_features
         for k, block in enumerate(self.blocks):
@@ -220,7 +152,7 @@ class HaarDWT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not capturing_graph() and (x.shape[-2] % 2 or x.shape[-1] % 2):
-            raise ValueError(f"Haar DWT needs an even height and width, got {x.shape[-2]}x{x.shape[-1]}")
+            raise UserError(f"Haar DWT needs an even height and width, got {x.shape[-2]}x{x.shape[-1]}")
         return F.conv2d(x, self.weight, stride=2, groups=self.channels)
 
 
@@ -387,7 +319,7 @@ class BlurCrossAttention(nn.Module):
         super().__init__()
         num_heads = num_heads or max(1, dim // 16)
         if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+            raise UserError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.norm = LayerNorm2d(dim)
         self.query = nn.Conv2d(dim, dim, 1)
@@ -417,9 +349,9 @@ def resolve_exit_mask(exit_mask: torch.Tensor | bool | None, batch: int | None =
     if exit_mask is True:
         return True
     if not isinstance(exit_mask, torch.Tensor) or exit_mask.dtype != torch.bool or exit_mask.dim() != 1:
-        raise ValueError(f"exit_mask must be None, a bool or a (B,) bool tensor, got {exit_mask!r}")
+        raise UserError(f"exit_mask must be None, a bool or a (B,) bool tensor, got {exit_mask!r}")
     if batch is not None and exit_mask.shape[0] != batch:
-        raise ValueError(f"exit_mask has {exit_mask.shape[0]} entries for a batch of {batch}")
+        raise UserError(f"exit_mask has {exit_mask.shape[0]} entries for a batch of {batch}")
     if bool(exit_mask.all()):
         return True
     if not bool(exit_mask.any()):
@@ -654,9 +586,9 @@ class ReversibleDecoder(nn.Module):
     ):
         super().__init__()
         if len(widths) < 2:
-            raise ValueError(f"widths must give at least 2 levels, got {widths}")
+            raise UserError(f"widths must give at least 2 levels, got {widths}")
         if num_columns < 1 or blocks_per_level < 1:
-            raise ValueError(f"num_columns ({num_columns}) and blocks_per_level ({blocks_per_level}) must be >= 1")
+            raise UserError(f"num_columns ({num_columns}) and blocks_per_level ({blocks_per_level}) must be >= 1")
         self.widths = tuple(widths)
         self.num_columns = num_columns
         self.memory_saving = memory_saving
@@ -667,15 +599,15 @@ class ReversibleDecoder(nn.Module):
 
     def _check_levels(self, levels) -> None:
         if len(levels) != len(self.widths):
-            raise ValueError(f"expected {len(self.widths)} levels (finest first), got {len(levels)}")
+            raise UserError(f"expected {len(self.widths)} levels (finest first), got {len(levels)}")
         h, w = levels[0].shape[-2:]
         for i, (x, width) in enumerate(zip(levels, self.widths)):
             expected = (levels[0].shape[0], width, h >> i, w >> i)
             if x.dim() != 4 or tuple(x.shape) != expected:
-                raise ValueError(f"level {i} must have shape {expected}, got {tuple(x.shape)}")
+                raise UserError(f"level {i} must have shape {expected}, got {tuple(x.shape)}")
         coarsest = len(self.widths) - 1
         if h % 2 ** (coarsest + 1) or w % 2 ** (coarsest + 1):
-            raise ValueError(f"finest level {h}x{w} must be a multiple of {2 ** (coarsest + 1)} "
+            raise UserError(f"finest level {h}x{w} must be a multiple of {2 ** (coarsest + 1)} "
                              f"({coarsest} halvings and an even coarsest level for the Haar expert)")
 
     def blur_levels(self, blur: torch.Tensor, levels) -> list[torch.Tensor]:

@@ -41,6 +41,7 @@ from .dpt import DPTHead
 from .dram_blocks import BlurMapCascade, ReversibleDecoder, capturing_graph
 from .registry import register_model
 from .vit import DinoV2Encoder
+from ..errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,11 +71,11 @@ class DRAMNetConfig:
     def __post_init__(self):
         if self.tile % 112 != 0:
             # 14 (patch) x 8 (three stride-2 decoder levels) = 112; 224 is the paper's tile.
-            raise ValueError(f"tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {self.tile}")
+            raise UserError(f"tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {self.tile}")
         if len(self.taps) != 4:
-            raise ValueError(f"taps must name 4 encoder layers, got {self.taps}")
+            raise UserError(f"taps must name 4 encoder layers, got {self.taps}")
         if len(self.widths) != 4:
-            raise ValueError(f"widths must give 4 decoder level widths, got {self.widths}")
+            raise UserError(f"widths must give 4 decoder level widths, got {self.widths}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,7 +86,7 @@ class DRAMNetConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown DRAMNet config keys {unknown}; accepted: {sorted(known)}")
+            raise UserError(f"unknown DRAMNet config keys {unknown}; accepted: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -184,7 +185,7 @@ class DRAMNet(nn.Module):
         if capturing_graph():  # a captured graph fixes the shape itself; FX cannot trace this check
             return
         if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != (self.tile, self.tile):
-            raise ValueError(f"DRAMNet expects (B, 3, {self.tile}, {self.tile}) tiles, got {tuple(x.shape)}")
+            raise UserError(f"DRAMNet expects (B, 3, {self.tile}, {self.tile}) tiles, got {tuple(x.shape)}")
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

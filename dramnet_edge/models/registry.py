@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch.nn as nn
+from ..errors import UserError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -24,14 +25,22 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def check_model_name(name: str, *, exportable: bool = False) -> str:
+    """``name`` when it is a registered variant (``exportable``: one the deployment tools take, the DRAMNet family);
+    otherwise a UserError naming the accepted ones. The one check of a model name, for the library and every command."""
+    names = [n for n in list_models() if n.startswith("dramnet")] if exportable else list_models()
+    if name not in names:
+        what = "unknown or non-exportable model" if exportable else "unknown model"
+        raise UserError(f"{what} {name!r}; choose one of: {', '.join(names)}")
+    return name
+
+
 def create_model(name: str, **overrides) -> nn.Module:
     """Build the registered variant ``name``; keyword overrides go to its builder.
 
     Raises ValueError naming the valid variants when ``name`` is unknown.
     """
-    _import_families()
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_MODELS))}")
+    check_model_name(name)
     model = _MODELS[name](**overrides)
     # Remember how to rebuild this model: checkpoints store it, so a file alone can recreate its network.
     model.create_args = {"name": name, "overrides": {k: v for k, v in overrides.items() if k not in _WEIGHT_ARGS}}

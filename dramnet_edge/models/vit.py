@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .dram_blocks import capturing_graph
+from ..errors import UserError
 
 LAYER_NORM_EPS = 1e-6  # DINOv2's value; nn.LayerNorm's default 1e-5 would change every output
 
@@ -39,7 +40,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+            raise UserError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -110,10 +111,10 @@ class DinoV2Encoder(nn.Module):
         super().__init__()
         img_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if len(img_hw) != 2 or img_hw[0] % patch_size or img_hw[1] % patch_size:
-            raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+            raise UserError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
         taps = tuple(int(t) for t in taps)
         if not taps or any(t < 0 or t >= depth for t in taps) or list(taps) != sorted(set(taps)):
-            raise ValueError(f"taps {taps} must be increasing block indices in [0, {depth - 1}]")
+            raise UserError(f"taps {taps} must be increasing block indices in [0, {depth - 1}]")
         self.embed_dim = embed_dim
         self.patch_size = patch_size
         self.taps = taps
@@ -144,7 +145,7 @@ class DinoV2Encoder(nn.Module):
         """
         expected = (self.grid[0] * self.patch_size, self.grid[1] * self.patch_size)
         if not capturing_graph() and (x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != expected):
-            raise ValueError(
+            raise UserError(
                 f"input of shape {tuple(x.shape)} does not match the encoder's fixed token grid {self.grid}: "
                 f"expected (B, 3, {expected[0]}, {expected[1]})"
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..export.sidecar import read_sidecar
+from ..errors import UserError
 
 SPLIT_GRAPHS = ("encoder", "decoder_full", "decoder_light")
 DECODER_INPUTS = ("x", "level0", "level1", "level2", "level3", "blur")
@@ -30,7 +31,7 @@ class ArtifactSession:
     def __init__(self, artifact: str | os.PathLike, device: str = "cpu", threads: int | None = None,
                  tau_skip: float | None = None):
         if artifact is None:
-            raise ValueError(f"the {self.backend} backend needs an exported artifact (--artifact PATH)")
+            raise UserError(f"the {self.backend} backend needs an exported artifact (--artifact PATH)")
         # verify: the SHA-256 of every file of the artifact, so a truncated graph is named, not run
         self.sidecar, folder = read_sidecar(artifact, verify=True)
         self.device = device
@@ -64,19 +65,19 @@ class ArtifactSession:
             raise
         except Exception as e:  # noqa: BLE001 - every runtime raises its own types (InvalidProtobuf, RuntimeError)
             first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            raise ValueError(f"{path}: the {self.backend} backend cannot load it ({first[:200]})") from None
+            raise UserError(f"{path}: the {self.backend} backend cannot load it ({first[:200]})") from None
 
     def _graph_files(self, folder: Path) -> dict[str, Path]:
         if self.sidecar.get("backend") != self.backend and self.graph_key == "graphs":
-            raise ValueError(f"this artifact was exported for the {self.sidecar.get('backend')} backend "
+            raise UserError(f"this artifact was exported for the {self.sidecar.get('backend')} backend "
                              f"(--target {self.sidecar.get('target')}), not {self.backend}")
         names = self.sidecar.get(self.graph_key)
         if not names:
-            raise ValueError(f"the sidecar has no {self.graph_key!r} entry for the {self.backend} backend")
+            raise UserError(f"the sidecar has no {self.graph_key!r} entry for the {self.backend} backend")
         files = {g: folder / n for g, n in names.items()}
         missing = [str(p) for g, p in files.items() if g in SPLIT_GRAPHS and not p.exists()]
         if missing:
-            raise ValueError(f"artifact files missing: {', '.join(missing)}")
+            raise UserError(f"artifact files missing: {', '.join(missing)}")
         return files
 
     def _chunk(self) -> int | None:
@@ -86,7 +87,7 @@ class ArtifactSession:
         """Run one graph (model, encoder, decoder_full, decoder_light) on any batch size; returns float32 arrays."""
         if name not in self._handles:
             if name not in self._files:
-                raise ValueError(f"unknown graph {name!r}; this artifact has: {', '.join(self._files)}")
+                raise UserError(f"unknown graph {name!r}; this artifact has: {', '.join(self._files)}")
             self._handles[name] = self._load_checked(self._files[name])
         handle = self._handles[name]
         inputs = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}

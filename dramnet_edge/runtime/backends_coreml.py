@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends_base import ArtifactSession
+from ..errors import MissingExtraError, UserError
 
 
 class CoreMLSession(ArtifactSession):
@@ -21,9 +22,9 @@ class CoreMLSession(ArtifactSession):
 
             import_coremltools()
         except ImportError:
-            raise ValueError('the coreml backend needs coremltools: pip install "dramnet-edge[coreml]"') from None
+            raise MissingExtraError('the coreml backend needs coremltools: pip install "dramnet-edge[coreml]"') from None
         if platform.system() != "Darwin":
-            raise ValueError(f"CoreML prediction needs macOS; this is {platform.system()} "
+            raise UserError(f"CoreML prediction needs macOS; this is {platform.system()} "
                              "(the .mlpackage itself converts and loads as a spec anywhere)")
         self.compute_units = compute_units
         super().__init__(artifact, device, threads, tau_skip)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends_base import ArtifactSession
+from ..errors import MissingExtraError, UserError
 
 
 class OnnxRuntimeSession(ArtifactSession):
@@ -18,7 +19,7 @@ class OnnxRuntimeSession(ArtifactSession):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            raise ValueError('the onnxruntime backend needs onnxruntime: pip install "dramnet-edge[onnx]"') from None
+            raise MissingExtraError('the onnxruntime backend needs onnxruntime: pip install "dramnet-edge[onnx]"') from None
         super().__init__(artifact, device, threads, tau_skip)
 
     def _graph_files(self, folder: Path) -> dict[str, Path]:
@@ -38,7 +39,7 @@ class OnnxRuntimeSession(ArtifactSession):
         providers = ["CPUExecutionProvider"]
         if str(self.device).startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ValueError("device cuda asked for, but this onnxruntime has no CUDAExecutionProvider "
+                raise UserError("device cuda asked for, but this onnxruntime has no CUDAExecutionProvider "
                                  "(pip install onnxruntime-gpu)")
             providers.insert(0, "CUDAExecutionProvider")
         return ort.InferenceSession(str(path), options, providers=providers)

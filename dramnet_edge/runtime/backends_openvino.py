@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends_base import ArtifactSession
+from ..errors import MissingExtraError
 
 
 class OpenVINOSession(ArtifactSession):
@@ -21,7 +22,7 @@ class OpenVINOSession(ArtifactSession):
         try:
             import openvino  # noqa: F401
         except ImportError:
-            raise ValueError('the openvino backend needs openvino: pip install "dramnet-edge[openvino]"') from None
+            raise MissingExtraError('the openvino backend needs openvino: pip install "dramnet-edge[openvino]"') from None
         self.f32 = f32
         super().__init__(artifact, device, threads, tau_skip)
 

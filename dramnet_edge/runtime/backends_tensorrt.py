@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends_base import ArtifactSession
+from ..errors import MissingExtraError, UserError
 
 _HINT = ('pip install "dramnet-edge[tensorrt]" on a CUDA host; on a Jetson, sudo apt-get install python3-libnvinfer '
          "and a venv made with --system-site-packages (docs/jetson.md)")
@@ -38,11 +39,11 @@ class TensorRTSession(ArtifactSession):
         try:
             import tensorrt  # noqa: F401
         except Exception:  # noqa: BLE001
-            raise ValueError(f"the tensorrt backend needs TensorRT: {_HINT}") from None
+            raise MissingExtraError(f"the tensorrt backend needs TensorRT: {_HINT}") from None
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError("the tensorrt backend needs a CUDA device; none is visible to torch")
+            raise UserError("the tensorrt backend needs a CUDA device; none is visible to torch")
         self._torch_device = torch.device("cuda" if device in (None, "cpu") else device)
         self._stream = torch.cuda.Stream(self._torch_device)  # not the legacy default stream (see module docstring)
         self._memory: dict[str, dict] = {}
@@ -58,7 +59,7 @@ class TensorRTSession(ArtifactSession):
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if engine is None:
-            raise ValueError(f"{path}: TensorRT {trt.__version__} could not deserialize this engine "
+            raise UserError(f"{path}: TensorRT {trt.__version__} could not deserialize this engine "
                              "(engines are tied to the TensorRT version and GPU they were built with)")
         self._memory[Path(path).name] = engine_memory(engine, Path(path).stat().st_size)
         return runtime, engine, engine.create_execution_context()
@@ -125,7 +126,7 @@ class TorchTensorRTSession(ArtifactSession):
         try:
             import torch_tensorrt  # noqa: F401
         except Exception:  # noqa: BLE001
-            raise ValueError("the torch-tensorrt backend needs torch-tensorrt (the build matching your CUDA torch)") \
+            raise MissingExtraError("the torch-tensorrt backend needs torch-tensorrt (the build matching your CUDA torch)") \
                 from None
         super().__init__(artifact, "cuda" if device in (None, "cpu") else device, threads, tau_skip)
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from ..errors import UserError
 
 
 class Session(Protocol):
@@ -127,15 +128,36 @@ def open_session(backend: str, *, model: torch.nn.Module | None = None, artifact
     """A session for ``backend``. The torch backend takes a model; the others an exported artifact (any of its
     files: ``m.onnx``, ``m.engine``, ``m.xml``, ``m.mlpackage`` ... or its ``m.json`` sidecar)."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available here: {', '.join(sorted(BACKENDS))}")
+        raise UserError(f"unknown backend {backend!r}; available here: {', '.join(sorted(BACKENDS))}")
     if backend == "torch":
         if model is None:
-            raise ValueError("the torch backend needs a model (--model/--checkpoint)")
+            raise UserError("the torch backend needs a model (--model/--checkpoint)")
         return TorchSession(model, device, tau_skip=tau_skip)
     if artifact is None:
-        raise ValueError(f"the {backend} backend needs an exported artifact (--artifact PATH)")
+        raise UserError(f"the {backend} backend needs an exported artifact (--artifact PATH)")
     if model is not None:
-        raise ValueError(f"the {backend} backend runs an exported artifact; --model/--checkpoint apply to torch only")
+        raise UserError(f"the {backend} backend runs an exported artifact; --model/--checkpoint apply to torch only")
     if device == "cpu" and backend in ("tensorrt", "torch-tensorrt"):
         device = "cuda"
     return BACKENDS[backend](artifact, device=device, threads=threads, tau_skip=tau_skip)
+
+
+def open_artifact_session(backend: str, artifact, *, model: str | None = None, checkpoint=None, device: str = "cpu"):
+    """(session, model name) for a non-torch backend running an exported artifact. UserError (one line) when the
+    artifact is missing, has no sidecar, was exported for another backend, or --model/--checkpoint were given
+    (they belong to torch)."""
+    from pathlib import Path
+
+    from ..export.sidecar import read_sidecar
+
+    if artifact is None:
+        raise UserError(f"--backend {backend} runs an exported model: give --artifact PATH "
+                        "(from `dramnet-edge export`)")
+    if model is not None or checkpoint is not None:
+        raise UserError(f"--model/--checkpoint select a PyTorch model; --backend {backend} runs --artifact "
+                        f"{artifact} as exported")
+    if not Path(artifact).exists():
+        raise UserError(f"artifact not found: {artifact}")
+    sidecar, _ = read_sidecar(artifact)
+    session = open_session(backend, artifact=str(artifact), device=device)
+    return session, sidecar["model"]

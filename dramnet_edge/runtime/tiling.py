@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .session import Session
+from ..errors import UserError
 
 
 @dataclass
@@ -73,11 +74,11 @@ def deblur_image(
     """
     tile = session.tile
     if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a (3, H, W) image, got shape {image.shape}")
+        raise UserError(f"expected a (3, H, W) image, got shape {image.shape}")
     if not 0 <= overlap < tile // 2:
-        raise ValueError(f"overlap must be in [0, {tile // 2}) for tile {tile}, got {overlap}")
+        raise UserError(f"overlap must be in [0, {tile // 2}) for tile {tile}, got {overlap}")
     if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
     padded, h, w = _pad_to_tile(image.astype(np.float32, copy=False), tile)
     H, W = padded.shape[1:]
     boxes = [(y, x) for y in tile_starts(H, tile, overlap) for x in tile_starts(W, tile, overlap)]
@@ -90,7 +91,7 @@ def deblur_image(
         tiles = np.stack([padded[:, y : y + tile, x : x + tile] for y, x in chunk])
         out, ex = session.infer(tiles, tau)
         if not np.isfinite(out).all():
-            raise ValueError(f"the model produced NaN/Inf on tile(s) at {chunk[0][1]},{chunk[0][0]}...; nothing "
+            raise UserError(f"the model produced NaN/Inf on tile(s) at {chunk[0][1]},{chunk[0][0]}...; nothing "
                              f"written for this image (check the weights, or the artifact's precision)")
         exited += int(ex.sum())
         for (y, x), t in zip(chunk, out):

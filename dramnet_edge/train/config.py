@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ..errors import UserError
 
 DRAMNET_STAGES = ("depth", "deblur", "blurmap")
 AIBNET_STAGES = ("subdecoder",)
@@ -192,13 +193,13 @@ def _hints(cls) -> dict[str, Any]:
 
 def _build(cls, d: Any, where: str):
     if not isinstance(d, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {type(d).__name__} {d!r}")
+        raise UserError(f"{where or 'config'} must be a mapping, got {type(d).__name__} {d!r}")
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in d if k not in names]
     if unknown:
         key = f"{where}.{unknown[0]}" if where else str(unknown[0])
-        raise ValueError(f"unknown config key {key!r}; accepted {('in ' + where) if where else 'sections'}: {', '.join(names)}")
+        raise UserError(f"unknown config key {key!r}; accepted {('in ' + where) if where else 'sections'}: {', '.join(names)}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in d.items()}
     return cls(**kwargs)
 
@@ -219,25 +220,25 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 return _coerce(a, value, where)
             except ValueError as e:
                 errors.append(str(e))
-        raise ValueError(errors[0] if errors else f"{where}: cannot use {value!r}")
+        raise UserError(errors[0] if errors else f"{where}: cannot use {value!r}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where} must be a list, got {value!r}")
+            raise UserError(f"{where} must be a list, got {value!r}")
         (inner,) = args or (Any,)
         return [_coerce(inner, v, f"{where}.{i}") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where} must be a list of {len(args)} values, got {value!r}")
+            raise UserError(f"{where} must be a list of {len(args)} values, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, where) for v in value)
         if len(value) != len(args):
-            raise ValueError(f"{where} must have {len(args)} values, got {value!r}")
+            raise UserError(f"{where} must have {len(args)} values, got {value!r}")
         return tuple(_coerce(a, v, where) for a, v in zip(args, value))
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a mapping, got {value!r}")
+            raise UserError(f"{where} must be a mapping, got {value!r}")
         return dict(value)
     if tp is Any:
         return value
@@ -248,10 +249,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return value.lower() in ("true", "yes", "on", "1")
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise ValueError(f"{where} must be true or false, got {value!r}")
+        raise UserError(f"{where} must be true or false, got {value!r}")
     if tp is int:
         if isinstance(value, bool):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
+            raise UserError(f"{where} must be an integer, got {value!r}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -260,20 +261,20 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             try:
                 f = float(value)
             except ValueError:
-                raise ValueError(f"{where} must be an integer, got {value!r}") from None
+                raise UserError(f"{where} must be an integer, got {value!r}") from None
             if f.is_integer():
                 return int(f)
-        raise ValueError(f"{where} must be an integer, got {value!r}")
+        raise UserError(f"{where} must be an integer, got {value!r}")
     if tp is float:
         if isinstance(value, bool):
-            raise ValueError(f"{where} must be a number, got {value!r}")
+            raise UserError(f"{where} must be a number, got {value!r}")
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where} must be a number, got {value!r}") from None
+            raise UserError(f"{where} must be a number, got {value!r}") from None
     if tp is str:
         if isinstance(value, (dict, list)):
-            raise ValueError(f"{where} must be a string, got {value!r}")
+            raise UserError(f"{where} must be a string, got {value!r}")
         return str(value)
     raise AssertionError(f"unsupported config type {tp} at {where}")
 
@@ -283,7 +284,7 @@ def validate(cfg: TrainConfig) -> None:
 
     def choice(where: str, value, accepted):
         if value not in accepted:
-            raise ValueError(f"{where}={value!r} is not accepted; choose one of: {', '.join(map(str, accepted))}")
+            raise UserError(f"{where}={value!r} is not accepted; choose one of: {', '.join(map(str, accepted))}")
 
     choice("data.dataset", cfg.data.dataset, DATASETS)
     choice("run.amp", cfg.run.amp, AMP_MODES)
@@ -291,25 +292,25 @@ def validate(cfg: TrainConfig) -> None:
     choice("loss.depth_source", cfg.loss.depth_source, DEPTH_SOURCES)
     choice("loss.recon", cfg.loss.recon, RECON_LOSSES)
     if cfg.data.dataset == "families" and cfg.loss.lambda_depth > 0 and any(s.name == "deblur" for s in cfg.stages):
-        raise ValueError(f"data.dataset=families has no depth: set loss.lambda_depth=0 (got {cfg.loss.lambda_depth})")
+        raise UserError(f"data.dataset=families has no depth: set loss.lambda_depth=0 (got {cfg.loss.lambda_depth})")
     for where, v in (("data.batch_size", cfg.data.batch_size), ("data.crop", cfg.data.crop),
                      ("data.val_size", cfg.data.val_size), ("run.log_every", cfg.run.log_every),
                      ("run.val_every", cfg.run.val_every), ("run.ckpt_every", cfg.run.ckpt_every)):
         if v <= 0:
-            raise ValueError(f"{where} must be positive, got {v}")
+            raise UserError(f"{where} must be positive, got {v}")
     if not 0 < cfg.optim.min_lr <= cfg.optim.lr:
-        raise ValueError(f"optim.min_lr must be in (0, optim.lr={cfg.optim.lr}], got {cfg.optim.min_lr}")
+        raise UserError(f"optim.min_lr must be in (0, optim.lr={cfg.optim.lr}], got {cfg.optim.min_lr}")
     if not cfg.stages:
-        raise ValueError("stages is empty; give at least one stage, e.g. [{name: deblur, iters: 1000}]")
+        raise UserError("stages is empty; give at least one stage, e.g. [{name: deblur, iters: 1000}]")
     accepted = AIBNET_STAGES if cfg.family == "aibnet" else DRAMNET_STAGES
     for i, st in enumerate(cfg.stages):
         choice(f"stages.{i}.name", st.name, accepted)
         if st.iters <= 0:
-            raise ValueError(f"stages.{i}.iters must be positive, got {st.iters}")
+            raise UserError(f"stages.{i}.iters must be positive, got {st.iters}")
         if st.sub_decoder is not None and st.name != "subdecoder":
-            raise ValueError(f"stages.{i}.sub_decoder is only for AIBNet 'subdecoder' stages (stage is {st.name!r})")
+            raise UserError(f"stages.{i}.sub_decoder is only for AIBNet 'subdecoder' stages (stage is {st.name!r})")
         if st.synthetic is not None and cfg.data.dataset != "synthetic":
-            raise ValueError(f"stages.{i}.synthetic overrides the synthetic engine's settings, but data.dataset is "
+            raise UserError(f"stages.{i}.synthetic overrides the synthetic engine's settings, but data.dataset is "
                              f"{cfg.data.dataset!r}; drop it or use data.dataset=synthetic")
 
 
@@ -319,11 +320,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
+            raise UserError(f"config file not found: {path}")
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     return config_from_dict(raw, overrides)
 
 
@@ -338,7 +339,7 @@ def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...] = ()) -> 
 def apply_override(cfg: TrainConfig, item: str) -> TrainConfig:
     """Return ``cfg`` with one ``dotted.key=value`` applied, the value coerced to the field's type."""
     if "=" not in item:
-        raise ValueError(f"--set expects key=value (e.g. optim.lr=1e-4), got {item!r}")
+        raise UserError(f"--set expects key=value (e.g. optim.lr=1e-4), got {item!r}")
     key, text = item.split("=", 1)
     key = key.strip()
     try:
@@ -352,22 +353,22 @@ def apply_override(cfg: TrainConfig, item: str) -> TrainConfig:
         where = ".".join(parts[: i + 1])
         if isinstance(node, list):
             if not p.isdigit() or int(p) >= len(node):
-                raise ValueError(f"--set {key}: {where} must index the list (0..{len(node) - 1})")
+                raise UserError(f"--set {key}: {where} must index the list (0..{len(node) - 1})")
             node = node[int(p)]
         elif isinstance(node, dict):
             if p not in node:
-                raise ValueError(f"--set {key}: unknown key {where!r}; accepted: {', '.join(node)}")
+                raise UserError(f"--set {key}: unknown key {where!r}; accepted: {', '.join(node)}")
             if node[p] is None and i < len(parts) - 2:
-                raise ValueError(f"--set {key}: {where} is empty")
+                raise UserError(f"--set {key}: {where} is empty")
             if node[p] is None:
                 node[p] = {}
             node = node[p]
         else:
-            raise ValueError(f"--set {key}: {where} is not a section")
+            raise UserError(f"--set {key}: {where} is not a section")
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
-            raise ValueError(f"--set {key}: index must be 0..{len(node) - 1}")
+            raise UserError(f"--set {key}: index must be 0..{len(node) - 1}")
         node[int(last)] = value
     else:
         node[last] = value  # unknown keys are rejected by from_dict below, with the accepted names

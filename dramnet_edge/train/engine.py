@@ -46,11 +46,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..metrics import psnr
-from ..models.checkpoint import atomic_write, load_state_dict_strict, save_weights
+from ..io_utils import atomic_write
+from ..models.checkpoint import load_state_dict_strict, save_weights
 from .config import StageConfig, TrainConfig, dump_config, load_config
 from .evaluate import evaluate_pairs
 from .losses import (VGGPerceptualLoss, aibnet_loss, blur_map_loss, charbonnier_recon_loss, depth_consistency_loss, recon_loss,
                      silog_loss)
+from ..errors import UserError
 
 CKPT_DIR = "ckpt"
 LAST = "last.pt"
@@ -87,7 +89,7 @@ def setup_distributed(device_pref: str = "auto") -> DistEnv:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     want_cuda = device_pref.startswith("cuda") or (device_pref == "auto" and torch.cuda.is_available())
     if want_cuda and not torch.cuda.is_available():
-        raise ValueError(f"run.device={device_pref!r} but CUDA is not available; use run.device=cpu or auto")
+        raise UserError(f"run.device={device_pref!r} but CUDA is not available; use run.device=cpu or auto")
     if want_cuda:
         index = int(device_pref.split(":")[1]) if ":" in device_pref else local_rank
         device = torch.device("cuda", index)
@@ -127,7 +129,7 @@ class StepBatchSampler:
     def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int, start: int, end: int,
                  shuffle: bool = True):
         if n <= 0:
-            raise ValueError("the training set is empty")
+            raise UserError("the training set is empty")
         self.n, self.b, self.world, self.rank, self.seed = n, batch_size, world_size, rank, seed
         self.start, self.end, self.shuffle = start, end, shuffle
         self._perm: tuple[int, torch.Tensor] | None = None
@@ -211,7 +213,7 @@ def synthetic_config(fields: dict, where: str):
         return SyntheticBlurConfig(**fields)
     except TypeError as e:
         accepted = ", ".join(f.name for f in dataclasses.fields(SyntheticBlurConfig))
-        raise ValueError(f"{where}: {e}; accepted: {accepted}") from None
+        raise UserError(f"{where}: {e}; accepted: {accepted}") from None
 
 
 def build_datasets(cfg: TrainConfig, tile: int | None) -> tuple[Dataset, Dataset]:
@@ -219,7 +221,7 @@ def build_datasets(cfg: TrainConfig, tile: int | None) -> tuple[Dataset, Dataset
     d = cfg.data
     val_crop = d.val_crop or d.crop
     if tile is not None and (d.crop != tile or val_crop != tile):
-        raise ValueError(f"data.crop={d.crop} / data.val_crop={val_crop} must equal the model's tile {tile} "
+        raise UserError(f"data.crop={d.crop} / data.val_crop={val_crop} must equal the model's tile {tile} "
                          f"(set model.overrides.tile or data.crop)")
     # DRAMNet crops must be its tile (a multiple of the 14-px patch); AIBNet (tile None) pads to 16.
     multiple = 14 if tile is not None else 16
@@ -243,7 +245,7 @@ def build_datasets(cfg: TrainConfig, tile: int | None) -> tuple[Dataset, Dataset
     from ..data import PairedImageDataset
 
     if not d.root:
-        raise ValueError("data.root is not set; data.dataset=paired needs a GoPro/RealBlur/REDS/RSBlur folder "
+        raise UserError("data.root is not set; data.dataset=paired needs a GoPro/RealBlur/REDS/RSBlur folder "
                          "(--set data.root=/path/to/dataset)")
     train = PairedImageDataset(d.root, split="train", crop=d.crop, train=True, layout=d.layout,
                                crop_multiple=multiple)
@@ -297,7 +299,7 @@ class TrainStep(nn.Module):
         if self.kind == "blurmap":
             # Only the BME cascade on the (frozen) stem: no ViT, no decoder, so a step costs a few percent of a
             # deblur step.
-            from ..models.dram_blocks import laplacian_blur_target_pyramid
+            from ..blur_target import laplacian_blur_target_pyramid
 
             with torch.no_grad():
                 stem = m.stem.conv(m.normalize(blurred))
@@ -329,7 +331,7 @@ class TrainStep(nn.Module):
             terms["perc"] = self.perceptual(image, sharp)
             loss = loss + lc.lambda_perc * terms["perc"]
         if lc.lambda_blur > 0:
-            from ..models.dram_blocks import laplacian_blur_target_pyramid
+            from ..blur_target import laplacian_blur_target_pyramid
 
             tile = getattr(m.blur_map, "tile", m.encoder.patch_size)
             with torch.no_grad():
@@ -359,7 +361,7 @@ def stage_dataset(cfg: TrainConfig, stage: StageConfig, train_ds: Dataset) -> Da
 
     base = train_ds.dataset if isinstance(train_ds, torch.utils.data.Subset) else train_ds
     if not isinstance(base, SyntheticBlurDataset):
-        raise ValueError(f"stage {stage.name!r} sets synthetic overrides but the training data is "
+        raise UserError(f"stage {stage.name!r} sets synthetic overrides but the training data is "
                          f"{type(base).__name__}, not the synthetic engine")
     config = synthetic_config({**cfg.data.synthetic, **stage.synthetic}, f"stage {stage.name!r} synthetic")
     return SyntheticBlurDataset(split="train", crop=base.crop, length=base.length, seed=base.seed, config=config,
@@ -433,7 +435,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, stage: StageConfig):
     floor = stage.min_lr if stage.min_lr is not None else o.min_lr
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError(f"stage {stage.name!r} leaves no trainable parameters")
+        raise UserError(f"stage {stage.name!r} leaves no trainable parameters")
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -510,7 +512,7 @@ def _find_resume_file(resume: str | os.PathLike) -> Path:
     for candidate in (p, p / CKPT_DIR / LAST, p / LAST):
         if candidate.is_file():
             return candidate
-    raise ValueError(f"--resume {resume}: no checkpoint found (looked for {p}/{CKPT_DIR}/{LAST}, {p}/{LAST} and {p})")
+    raise UserError(f"--resume {resume}: no checkpoint found (looked for {p}/{CKPT_DIR}/{LAST}, {p}/{LAST} and {p})")
 
 
 def resolve_run(out: str | os.PathLike, resume: str | None = None, overwrite: bool = False,
@@ -529,7 +531,7 @@ def resolve_run(out: str | os.PathLike, resume: str | None = None, overwrite: bo
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
     resume_file: Path | None = None
     if resume is not None and overwrite:
-        raise ValueError("--resume and --overwrite contradict each other; pass one")
+        raise UserError("--resume and --overwrite contradict each other; pass one")
     if resume == "auto" or (resume is None and restarted):
         if (out / CKPT_DIR / LAST).is_file():
             resume_file = out / CKPT_DIR / LAST
@@ -540,12 +542,12 @@ def resolve_run(out: str | os.PathLike, resume: str | None = None, overwrite: bo
     if resume_file is None:
         existing = _has_checkpoints(out)
         if existing and not overwrite:
-            raise ValueError(f"{out} already holds checkpoints ({existing[0]}); pass --resume {out} to continue "
+            raise UserError(f"{out} already holds checkpoints ({existing[0]}); pass --resume {out} to continue "
                              "it or --overwrite to start over (the old files are moved aside, not deleted)")
     if resume_file is not None and config_path is None:
         ckpt = torch.load(resume_file, map_location="cpu", weights_only=True)
         if "config" not in ckpt:
-            raise ValueError(f"{resume_file} holds no training config; it is not a `dramnet-edge train` checkpoint")
+            raise UserError(f"{resume_file} holds no training config; it is not a `dramnet-edge train` checkpoint")
         from .config import config_from_dict
 
         cfg = config_from_dict(ckpt["config"], overrides)
@@ -639,7 +641,7 @@ class Trainer:
                 dest = _move_aside(self.out)
                 self._log_lines.append(f"--overwrite: previous run moved to {dest}")
             elif self.resume_file is None and _has_checkpoints(self.out):
-                raise ValueError(f"{self.out} already holds checkpoints; pass --resume or --overwrite")
+                raise UserError(f"{self.out} already holds checkpoints; pass --resume or --overwrite")
             atomic_write(self.out / "config.yaml", lambda tmp: Path(tmp).write_text(dump_config(self.cfg)))
             if self.resume_file is None and (self.out / "train.log").exists():
                 (self.out / "train.log").unlink()
@@ -703,7 +705,7 @@ class Trainer:
         if self.family == "aibnet":
             for i, k in enumerate(sub_decoders):
                 if not 0 <= k < model.num_subdecoders:
-                    raise ValueError(f"stages.{i}.sub_decoder={k} out of range: {cfg.model.name} has sub-decoders "
+                    raise UserError(f"stages.{i}.sub_decoder={k} out of range: {cfg.model.name} has sub-decoders "
                                      f"0..{model.num_subdecoders - 1}")
 
         state = {"step": 0, "stage": 0, "stage_step": 0, "stage_times": [], "val": {}}
@@ -714,7 +716,7 @@ class Trainer:
             state.update(step=ckpt["step"], stage=ckpt["stage"], stage_step=ckpt["stage_step"],
                          stage_times=list(ckpt.get("stage_times", [])), val=dict(ckpt.get("val", {})))
             if ckpt["stage"] < len(cfg.stages) and cfg.stages[ckpt["stage"]].name != ckpt.get("stage_name", cfg.stages[ckpt["stage"]].name):
-                raise ValueError(f"checkpoint is in stage {ckpt['stage']} ({ckpt['stage_name']}) but the config's "
+                raise UserError(f"checkpoint is in stage {ckpt['stage']} ({ckpt['stage_name']}) but the config's "
                                  f"stage {ckpt['stage']} is {cfg.stages[ckpt['stage']].name}")
             rngs = ckpt.get("rng", [])
             if len(rngs) == env.world_size:
@@ -761,7 +763,7 @@ class Trainer:
         base = ds.dataset if isinstance(ds, torch.utils.data.Subset) else ds
         has = getattr(base, "with_depth", None)
         if has is False or (has is None and "depth" not in ds[0]):
-            raise ValueError(
+            raise UserError(
                 "the DRAMNet depth terms need pseudo-depth, and the training data has none: run "
                 "`dramnet-edge pseudo-depth --teacher CKPT --data ROOT` first, or drop the terms with "
                 "--set loss.lambda_depth=0 and a stages list without 'depth'")

@@ -7,6 +7,7 @@ from typing import Callable, Iterable
 import torch
 
 from ..metrics import psnr, ssim
+from ..errors import UserError
 
 
 @torch.no_grad()
@@ -31,7 +32,7 @@ def evaluate_pairs(forward: Callable[[torch.Tensor], torch.Tensor], batches: Ite
         if progress is not None:
             progress(blurred.shape[0])
     if n == 0:
-        raise ValueError("no validation images to score")
+        raise UserError("no validation images to score")
     out = {k: v / n for k, v in sums.items()}
     out["num_images"] = n
     return out

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..metrics import ssim
+from ..errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -171,11 +172,11 @@ class VGGPerceptualLoss(nn.Module):
         """
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"loss.vgg19_weights: file not found: {path}")
+            raise UserError(f"loss.vgg19_weights: file not found: {path}")
         try:
             state = _read_weights(path)
         except Exception as e:  # noqa: BLE001 - any parse failure means "not a weight file"
-            raise ValueError(f"loss.vgg19_weights: {path} is not a readable weight file ({type(e).__name__}: {e})") from None
+            raise UserError(f"loss.vgg19_weights: {path} is not a readable weight file ({type(e).__name__}: {e})") from None
         last = max(PERCEPTUAL_LAYERS)
         kept = {}
         for k, v in state.items():
@@ -186,7 +187,7 @@ class VGGPerceptualLoss(nn.Module):
         from ..models.checkpoint import load_state_dict_strict
 
         if not kept:
-            raise ValueError(f"loss.vgg19_weights: {path} has no torchvision VGG-19 keys 'features.N.weight'")
+            raise UserError(f"loss.vgg19_weights: {path} has no torchvision VGG-19 keys 'features.N.weight'")
         load_state_dict_strict(features, kept, source=f"VGG-19 weights {path}")
         return cls(features)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from ..errors import UserError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 #: The model every command runs when none is named; its weights ship in this folder (docs/training.md).
@@ -24,12 +26,12 @@ def resolve_model(model: str | None, checkpoint, default_model: str, warn,
     ``warn("warning: no weights given or shipped for NAME; " + random_note)``.
     """
     from ..models import create_model
-    from ..models.checkpoint import load_model
+    from ..models.builder import load_model
 
     if checkpoint:
         net, meta = load_model(checkpoint)
         if model and model != meta["model"]:
-            raise ValueError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
+            raise UserError(f"--model {model} disagrees with the checkpoint, which holds {meta['model']}")
         return net.eval(), meta["model"], Path(checkpoint)
     name = model or default_model
     source = default_checkpoint(name)
@@ -38,3 +40,19 @@ def resolve_model(model: str | None, checkpoint, default_model: str, warn,
         return net.eval(), name, source
     warn(f"warning: no weights given or shipped for {name}; {random_note}")
     return create_model(name, **random_overrides).eval(), name, None
+
+
+def load_export_model(model: str | None, checkpoint, tile: int, warn=None):
+    """The DRAMNet an export or a calibration starts from, as (model in eval mode at ``tile``, its registered name,
+    the weight file used or None): ``resolve_model``'s choice, retiled when its weights are for another tile."""
+    from ..models.builder import retile
+
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    net, name, source = resolve_model(model, checkpoint, EMBEDDED_DEFAULT, warn,
+                                      random_note="exporting a randomly initialised model", tile=tile)
+    if not hasattr(net, "blur_map"):
+        raise UserError(f"export supports the DRAMNet models (dramnet_*); {name} is not one")
+    if net.tile != tile:
+        warn(f"note: {name} weights are for tile {net.tile}; resampling position embeddings to tile {tile}")
+        net = retile(net, tile)
+    return net, name, source

@@ -1,6 +1,6 @@
 """``dramnet-edge export``: one command for every deployment target, driven by the formats table.
 
-Registered on the main group by ``cli.py`` (``main.add_command(export)``). Bad input (unknown target, wrong
+Registered on the main group by ``cli/__init__.py``. Bad input (unknown target, wrong
 suffix, incompatible flags, a precision the target lacks or that is not available yet, a missing SDK, a bad INT8
 budget or an empty calibration folder, an output file that exists) ends with one ``Error: ...`` line and exit code 2
 before any work is done, except that a TensorRT export on a machine without TensorRT says so up front, writes (and
@@ -14,61 +14,16 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
-from .export.formats import FORMATS, PRECISIONS
+from ..errors import UserError
+from ..export.formats import FORMATS, PRECISIONS
+from ._common import BUDGET_DB, DEFAULT_MODEL, POSITIVE, TAU, TILE, echo_err, user_errors, validate_export_model
 
-from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
 #: Precision when --precision is not given: what each target is normally deployed at.
 DEFAULT_PRECISION = {"onnx": "fp32", "tensorrt": "fp16", "torch-tensorrt": "fp16", "coreml": "fp16", "openvino": "fp32"}
 
 
-def retile(net, tile: int):
-    """``net`` rebuilt for another tile size: same weights, position embeddings resampled once to the new token
-    grid (as the official DINOv2 code does at run time). Returns ``net`` itself when the tile already matches."""
-    from .models import create_model
-    from .models.checkpoint import load_state_dict_strict
-    from .models.depth_anything import resample_pos_embed
-
-    if net.tile == tile:
-        return net
-    args = getattr(net, "create_args", None)
-    if args is None:
-        raise ValueError("cannot change the tile of a model not built by create_model()")
-    new = create_model(args["name"], **{**args["overrides"], "tile": tile})
-    state = net.state_dict()
-    state["encoder.pos_embed"] = resample_pos_embed(state["encoder.pos_embed"], new.encoder.grid)
-    load_state_dict_strict(new, state, source=f"{args['name']} retiled to {tile}")
-    return new.eval()
-
-
-def load_export_model(model: str | None, checkpoint: Path | None, tile: int, warn=None):
-    """(model in eval mode at ``tile``, its registered name, the weight file used or None)."""
-    from .weights import resolve_model
-
-    warn = warn or (lambda msg: click.echo(msg, err=True))
-    net, name, source = resolve_model(model, checkpoint, DEFAULT_MODEL, warn,
-                                      random_note="exporting a randomly initialised model", tile=tile)
-    if not hasattr(net, "blur_map"):
-        raise ValueError(f"export supports the DRAMNet models (dramnet_*); {name} is not one")
-    if net.tile != tile:
-        warn(f"note: {name} weights are for tile {net.tile}; resampling position embeddings to tile {tile}")
-        net = retile(net, tile)
-    return net, name, source
-
-
-def _validate_model(ctx, param, value):
-    if value is None:
-        return value
-    from .models import list_models
-
-    names = [n for n in list_models() if n.startswith("dramnet")]
-    if value not in names:
-        raise click.BadParameter(f"unknown or non-exportable model {value!r}; choose one of: {', '.join(names)}")
-    return value
-
-
 @click.command("export")
-@click.option("--model", callback=_validate_model,
+@click.option("--model", callback=validate_export_model,
               help=f"Registered DRAMNet variant (default: {DEFAULT_MODEL}, its shipped weights when present).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Weight file (.safetensors or training .pt); it names its own model.")
@@ -101,6 +56,7 @@ def _validate_model(ctx, param, value):
 @click.option("--no-check", is_flag=True, help="Skip re-loading the artifact and measuring parity against PyTorch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
 @click.pass_context
+@user_errors
 def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, batch, dynamic_batch, tau, calib_data,
            budget_db, output, no_check, overwrite):
     """Export a DRAMNet for a deployment target, with a JSON sidecar and a parity check on real photos.
@@ -127,26 +83,23 @@ def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, 
     it), openvino an NNCF INT8 IR, both with layer groups reverted to float until the held-out drop is within
     --budget-db; coreml gets W8A8 (iOS 17+) from coremltools' quantizer, its drop measured in torch (no fallback).
     """
-    try:
-        if profile is not None:
-            model, target, precision, fft, tile, batch, dynamic_batch, tau = _apply_profile(
-                ctx, profile, model=model, target=target, precision=precision, fft=fft, tile=tile, batch=batch,
-                dynamic_batch=dynamic_batch, tau=tau)
-        if target is None:
-            raise ValueError("--target is required (or a --profile that names one); choose one of: "
-                             + ", ".join(FORMATS))
-        _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
-                overwrite, calib_data=calib_data, budget_db=budget_db,
-                calib_given=ctx.get_parameter_source("calib_data") == ParameterSource.COMMANDLINE
-                or ctx.get_parameter_source("budget_db") == ParameterSource.COMMANDLINE)
-    except ValueError as e:
-        raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+    if profile is not None:
+        model, target, precision, fft, tile, batch, dynamic_batch, tau = _apply_profile(
+            ctx, profile, model=model, target=target, precision=precision, fft=fft, tile=tile, batch=batch,
+            dynamic_batch=dynamic_batch, tau=tau)
+    if target is None:
+        raise UserError("--target is required (or a --profile that names one); choose one of: "
+                         + ", ".join(FORMATS))
+    _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
+            overwrite, calib_data=calib_data, budget_db=budget_db,
+            calib_given=ctx.get_parameter_source("calib_data") == ParameterSource.COMMANDLINE
+            or ctx.get_parameter_source("budget_db") == ParameterSource.COMMANDLINE)
 
 
 def _apply_profile(ctx, path: Path, **given):
     """The profile's fields, each replaced by the flag of the same name when that flag was given on the command line."""
-    from .export.formats import get_format
-    from .export.profile import load_profile
+    from ..export.formats import get_format
+    from ..export.profile import load_profile
 
     prof = load_profile(path)
     get_format(prof.target)
@@ -166,23 +119,24 @@ def _apply_profile(ctx, path: Path, **given):
 
 def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
             overwrite, calib_data=None, budget_db=0.1, calib_given=False):
-    from .export.exporter import check_int8_request, export_model
-    from .export.formats import refuse_existing, require_sdk, validate_request
+    from ..deploy.export import check_int8_request, export_model
+    from ..export.formats import refuse_existing, require_sdk, validate_request
+    from ..weights import load_export_model
 
     if int8 and precision not in (None, "int8"):
-        raise ValueError(f"--int8 and --precision {precision} contradict each other; give one of them")
+        raise UserError(f"--int8 and --precision {precision} contradict each other; give one of them")
     precision = "int8" if int8 else (precision or DEFAULT_PRECISION[target])
     fmt = validate_request(target, precision, output=output, fft=fft, batch=batch, dynamic_batch=dynamic_batch)
     if tile % 112:
-        raise ValueError(f"--tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
+        raise UserError(f"--tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
     if precision == "int8":
         check_int8_request(fmt, calib_data, budget_db)
     elif calib_given:  # never ignore a flag silently
-        raise ValueError(f"--calib-data and --budget-db apply to --precision int8, not {precision}")
+        raise UserError(f"--calib-data and --budget-db apply to --precision int8, not {precision}")
     if target != "tensorrt":
         require_sdk(fmt)
     if checkpoint is not None and not checkpoint.is_file():
-        raise ValueError(f"checkpoint not found: {checkpoint}")
+        raise UserError(f"checkpoint not found: {checkpoint}")
     # Every file this export writes, checked before any work: nothing of an earlier export is replaced silently.
     refuse_existing(fmt.output_files(output, precision), overwrite,
                     inputs=[checkpoint] if checkpoint is not None else [])
@@ -190,10 +144,10 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
         click.echo(f"note: TensorRT is not installed here: this writes only the linted ONNX the engines would be "
                    f"built from ({fmt.build_onnx_path(output)} and its split graphs), then stops with exit code 2; "
                    f"to build engines: {fmt.install_hint()}", err=True)
-    net, name, source = load_export_model(model, checkpoint, tile)
+    net, name, source = load_export_model(model, checkpoint, tile, warn=echo_err)
     sidecar = export_model(
         net, target=target, output=output, precision=precision, fft=fft, batch=batch, dynamic_batch=dynamic_batch,
-        tau=tau, model_name=name, checkpoint=source, check=not no_check, log=lambda m: click.echo(m, err=True),
+        tau=tau, model_name=name, checkpoint=source, check=not no_check, log=echo_err,
         calib_data=calib_data, budget_db=budget_db, overwrite=overwrite,
     )
     parity = sidecar.get("parity") or {}
@@ -204,32 +158,3 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
                                  f"{'met' if quant['met'] else 'NOT met'} (report {sidecar.get('report')})")
     click.echo(f"{output} ({target}, {precision}, tile {sidecar['tile']}, batch {sidecar['batch']}); "
                f"sidecar {fmt.sidecar_path(output)}; parity {status}{drop}")
-
-
-# -- for `dramnet-edge deblur --backend B --artifact PATH` (cli.py) -----------------------------------------------
-
-def deblur_backend_choices() -> list[str]:
-    """``--backend`` choices for deblur: torch first, then every backend of the formats table."""
-    from .export.formats import backend_names
-
-    return ["torch", *backend_names()]
-
-
-def open_artifact_session(backend: str, artifact: Path | None, *, model: str | None = None,
-                          checkpoint: Path | None = None, device: str = "cpu"):
-    """(session, model name) for a non-torch deblur backend. ValueError (one line) when the artifact is missing,
-    has no sidecar, was exported for another backend, or --model/--checkpoint were given (they belong to torch)."""
-    from .export.sidecar import read_sidecar
-    from .runtime.session import open_session
-
-    if artifact is None:
-        raise ValueError(f"--backend {backend} runs an exported model: give --artifact PATH "
-                         "(from `dramnet-edge export`)")
-    if model is not None or checkpoint is not None:
-        raise ValueError(f"--model/--checkpoint select a PyTorch model; --backend {backend} runs --artifact "
-                         f"{artifact} as exported")
-    if not Path(artifact).exists():
-        raise ValueError(f"artifact not found: {artifact}")
-    sidecar, _ = read_sidecar(artifact)
-    session = open_session(backend, artifact=str(artifact), device=device)
-    return session, sidecar["model"]

@@ -1,6 +1,6 @@
 """``dramnet-edge calibrate``: INT8 post-training quantization into a Q/DQ ONNX export, with an accuracy budget.
 
-Registered on the main group by ``cli.py`` (``main.add_command(calibrate)``). Bad input (missing calibration folder,
+Registered on the main group by ``cli/__init__.py``. Bad input (missing calibration folder,
 a budget that is not a positive number, a wrong suffix, a model and an FP32 export given together) ends with one
 ``Error: ...`` line and exit code 2 before any work is done.
 """
@@ -11,17 +11,13 @@ from pathlib import Path
 
 import click
 
-from .calibrate.quantize import CALIBRATION_METHODS, LIBRARIES
-from .cli_types import BUDGET_DB, POSITIVE, TAU, TILE
-
-from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
-
-# One definition of which names --model accepts, shared with `export`.
-from .cli_export import _validate_model  # noqa: E402
+from ..calibrate.quantize import CALIBRATION_METHODS, LIBRARIES
+from ..errors import UserError
+from ._common import BUDGET_DB, DEFAULT_MODEL, POSITIVE, TAU, TILE, echo_err, user_errors, validate_export_model
 
 
 @click.command("calibrate")
-@click.option("--model", callback=_validate_model,
+@click.option("--model", callback=validate_export_model,
               help=f"Registered DRAMNet variant (default: {DEFAULT_MODEL}, its shipped weights when present).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Weight file (.safetensors or training .pt); it names its own model.")
@@ -55,6 +51,7 @@ from .cli_export import _validate_model  # noqa: E402
                    "m.int8.onnx.report.json/.md go beside it.")
 @click.option("--no-check", is_flag=True, help="Skip the parity check on photos.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact (default: refuse).")
+@user_errors
 def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
               library, tau, max_evals, threads, output, no_check, overwrite):
     """INT8 post-training quantization of a DRAMNet into a Q/DQ ONNX (TensorRT-ready), bounded by a PSNR budget.
@@ -69,41 +66,38 @@ def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, bud
     most go back to FP32 until the held-out drop is within --budget-db. Writes the four graphs the runtime uses,
     OUTPUT.json (sidecar) and OUTPUT.report.json/.md (strata, per-group sensitivity, reverted groups, mean and worst drop).
     """
-    try:
-        _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
-                   library, tau, max_evals, threads, output, no_check, overwrite)
-    except ValueError as e:
-        raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+    _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, budget_db, worst_budget_db, method,
+               library, tau, max_evals, threads, output, no_check, overwrite)
 
 
 def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tiles, budget_db, worst_budget_db, method,
                library, tau, max_evals, threads, output, no_check, overwrite):
-    from .calibrate.pipeline import calibrate, check_budget, report_paths
-    from .calibrate.quantize import QuantSettings
-    from .calibrate.recipe import CalibrationRecipe, load_recipe
+    from ..calibrate.pipeline import calibrate, check_budget, report_paths
+    from ..calibrate.quantize import QuantSettings
+    from ..calibrate.recipe import CalibrationRecipe, load_recipe
 
     check_budget(budget_db)
     if worst_budget_db is not None:
         check_budget(worst_budget_db)
     if not output.name.endswith(".onnx") or output.name == ".onnx":
-        raise ValueError(f"output {str(output)!r} must end in .onnx (the Q/DQ model)")
+        raise UserError(f"output {str(output)!r} must end in .onnx (the Q/DQ model)")
     if onnx_path is not None and (model is not None or checkpoint is not None or tile is not None):
-        raise ValueError("--onnx quantizes an existing FP32 export: it names its own model and tile, so --model, "
+        raise UserError("--onnx quantizes an existing FP32 export: it names its own model and tile, so --model, "
                          "--checkpoint and --tile do not apply")
     if onnx_path is not None and not onnx_path.is_file():
-        raise ValueError(f"--onnx {onnx_path}: file not found")
+        raise UserError(f"--onnx {onnx_path}: file not found")
     if checkpoint is not None and not checkpoint.is_file():
-        raise ValueError(f"checkpoint not found: {checkpoint}")
+        raise UserError(f"checkpoint not found: {checkpoint}")
     if tile is not None and (tile <= 0 or tile % 112):
-        raise ValueError(f"--tile must be a positive multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
+        raise UserError(f"--tile must be a positive multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
     if tiles is not None and tiles < 4:
-        raise ValueError(f"--tiles must be >= 4 (3 for the ranges, 1 held out), got {tiles}")
+        raise UserError(f"--tiles must be >= 4 (3 for the ranges, 1 held out), got {tiles}")
     if max_evals < 2:
-        raise ValueError(f"--max-evals must be >= 2, got {max_evals}")
+        raise UserError(f"--max-evals must be >= 2, got {max_evals}")
     if tau is not None and not 0.0 <= tau <= 1.0:
-        raise ValueError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
-    from .calibrate.tiles import check_calib_folder
-    from .export.formats import get_format, refuse_existing
+        raise UserError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
+    from ..calibrate.tiles import check_calib_folder
+    from ..export.formats import get_format, refuse_existing
 
     if calib_data is not None:
         check_calib_folder(calib_data)
@@ -113,14 +107,10 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
     settings = QuantSettings(library=library, method=method)
     recipe = load_recipe(recipe_path) if recipe_path is not None else CalibrationRecipe()
 
-    def log(msg: str) -> None:
-        click.echo(msg, err=True)
-
+    log = echo_err
     net, name, source = None, None, None
     if onnx_path is None:
-        from .cli_export import load_export_model
-
-        net, name, source = _load(model, checkpoint, tile, log, load_export_model)
+        net, name, source = _load(model, checkpoint, tile, log)
     report = calibrate(
         output=output, model=net, model_name=name, checkpoint=source, onnx=onnx_path, calib_data=calib_data,
         recipe=recipe, tiles=tiles, budget_db=budget_db, settings=settings, tau=tau, max_evals=max_evals,
@@ -134,10 +124,10 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
                f"{'met' if report['fallback']['met'] else 'NOT met'}; report {json_path.name}, {md_path.name}")
 
 
-def _load(model, checkpoint, tile, log, load_export_model):
+def _load(model, checkpoint, tile, log):
     """(model, name, weight file) as ``export`` loads them; the tile defaults to the weights' own."""
-    from .models.checkpoint import read_metadata
-    from .weights import default_checkpoint
+    from ..models.checkpoint import read_metadata
+    from ..weights import default_checkpoint, load_export_model
 
     if tile is None:
         source = checkpoint or default_checkpoint(model or DEFAULT_MODEL)

@@ -1,6 +1,6 @@
-"""The ``train``, ``eval`` and ``pseudo-depth`` commands (attached to the ``dramnet-edge`` group in cli.py).
+"""The ``train``, ``eval`` and ``pseudo-depth`` commands (attached to the ``dramnet-edge`` group in ``cli/__init__.py``).
 
-Bad input raises ValueError with a one-line message; the group turns it into ``Error: ...`` and exit code 2.
+Bad input raises ``UserError`` with a one-line message; ``user_errors`` turns it into ``Error: ...`` and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from .cli_types import NON_NEGATIVE, POSITIVE, TILE, MultipleOf
+from ..errors import UserError
+from ._common import NON_NEGATIVE, POSITIVE, TILE, MultipleOf, user_errors
 
 DEFAULT_PSEUDO_DEPTH_SIZE = 896
 
@@ -37,6 +38,7 @@ DEFAULT_PSEUDO_DEPTH_SIZE = 896
 @click.option("--overwrite", is_flag=True,
               help="Start fresh in an OUT that holds checkpoints; they are moved to OUT/previous-<time>/.")
 @click.option("--quiet", is_flag=True, help="No progress bar (metrics.csv and train.log still written).")
+@user_errors
 def train_command(config_path, overrides, resume, out, overwrite, quiet):
     """Train DRAMNet (depth stage, then deblur stage) or AIBNet (one sub-decoder per stage).
 
@@ -52,8 +54,8 @@ def train_command(config_path, overrides, resume, out, overwrite, quiet):
     Under torchrun, DDP switches on by itself and rank 0 writes OUT. A run restarted by torchrun
     (--max-restarts) resumes from OUT/ckpt/last.pt. Writes OUT/metrics.json with val_psnr and val_psnr_input.
     """
-    from .train.engine import resolve_run, train
-    from .train.recipes import quickstart
+    from ..train.engine import resolve_run, train
+    from ..train.recipes import quickstart
 
     if out is None:
         if resume not in (None, "auto") and Path(resume).is_dir():
@@ -89,6 +91,7 @@ def train_command(config_path, overrides, resume, out, overwrite, quiet):
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles (or crops) per forward pass.")
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
 def eval_command(checkpoint, data, split, crop, full, limit, overlap, batch_size, device, as_json):
     """PSNR/SSIM of a trained model against ground truth, next to those of the blurred input.
 
@@ -97,29 +100,29 @@ def eval_command(checkpoint, data, split, crop, full, limit, overlap, batch_size
     """
     import torch
 
-    from .data import PairedImageDataset
-    from .metrics import psnr, ssim
-    from .models.checkpoint import load_model
-    from .runtime.session import open_session
-    from .runtime.tiling import deblur_image
+    from ..data import PairedImageDataset
+    from ..metrics import psnr, ssim
+    from ..models.builder import load_model
+    from ..runtime.session import open_session
+    from ..runtime.tiling import deblur_image
 
     if crop is not None and full:
-        raise ValueError("--crop and --full exclude each other; pass one")
+        raise UserError("--crop and --full exclude each other; pass one")
     if limit is not None and limit <= 0:
-        raise ValueError(f"--limit must be positive, got {limit}")
+        raise UserError(f"--limit must be positive, got {limit}")
     net, meta = load_model(checkpoint)
     net = net.to(device).eval()
     tile = getattr(net, "tile", None)
     if data == "synthetic":
-        from .data.synthetic import SyntheticBlurConfig, SyntheticBlurDataset
+        from ..data.synthetic import SyntheticBlurConfig, SyntheticBlurDataset
 
         size = crop or tile or 224
         if split not in ("val", "test"):
-            raise ValueError(f"--split {split}: synthetic held-out pairs are the 'val'/'test' split")
+            raise UserError(f"--split {split}: synthetic held-out pairs are the 'val'/'test' split")
         ds = SyntheticBlurDataset("val", crop=size, length=limit or 64, config=SyntheticBlurConfig(sharp_fraction=0.0))
     else:
         if not Path(data).is_dir():
-            raise ValueError(f"--data {data}: not a folder (give a dataset root or 'synthetic')")
+            raise UserError(f"--data {data}: not a folder (give a dataset root or 'synthetic')")
         ds = PairedImageDataset(data, split=split, crop=crop, train=False, with_depth=False)
         if limit is not None and limit < len(ds):
             ds = torch.utils.data.Subset(ds, range(limit))
@@ -193,6 +196,7 @@ def _prepare_for_teacher(image, size: int):
                    "to a square. 896 gives a 720p frame a 504-pixel short side, near Depth-Anything-V2's 518.")
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, cuda:1).")
 @click.option("--overwrite", is_flag=True, help="Recompute maps that already exist (default: skip them).")
+@user_errors
 def pseudo_depth_command(teacher, root, model, splits, size, device, overwrite):
     """Cache Depth-Anything-V2 pseudo-depth of every sharp frame in ROOT/.pseudo_depth/.
 
@@ -203,17 +207,17 @@ def pseudo_depth_command(teacher, root, model, splits, size, device, overwrite):
     import numpy as np
     import torch
 
-    from .data import list_pairs, read_image
-    from .models import create_model
-    from .models.checkpoint import atomic_write
+    from ..data import list_pairs, read_image
+    from ..models import create_model
+    from ..io_utils import atomic_write
 
     if not model.startswith("dramnet"):
-        raise ValueError(f"--model {model}: the teacher is a DRAMNet variant's encoder + depth head "
+        raise UserError(f"--model {model}: the teacher is a DRAMNet variant's encoder + depth head "
                          "(dramnet_s, dramnet_b, dramnet_l)")
     if size <= 0 or size % 112:
-        raise ValueError(f"--size must be a positive multiple of 112, got {size}")
+        raise UserError(f"--size must be a positive multiple of 112, got {size}")
     if not teacher.is_file():
-        raise ValueError(f"--teacher {teacher}: file not found")
+        raise UserError(f"--teacher {teacher}: file not found")
     frames: dict[Path, Path] = {}
     for split in dict.fromkeys(splits):
         for pair in list_pairs(root, split):
@@ -233,7 +237,7 @@ def pseudo_depth_command(teacher, root, model, splits, size, device, overwrite):
         with torch.inference_mode():
             depth = net.estimate_depth(net.normalize(x.to(device)))[0, :h, :w].float().cpu().numpy()
         if not np.isfinite(depth).all():
-            raise ValueError(f"{sharp}: the teacher produced non-finite depth")
+            raise UserError(f"{sharp}: the teacher produced non-finite depth")
         dest.parent.mkdir(parents=True, exist_ok=True)
 
         # float16 halves the cache; relative disparity stays far below its 65504 limit (checked).

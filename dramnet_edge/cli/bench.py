@@ -1,7 +1,7 @@
-"""The ``validate``, ``bench`` and ``quickstart`` commands (attached to the ``dramnet-edge`` group in cli.py:
-``for c in COMMANDS: main.add_command(c)``).
+"""The ``validate``, ``bench`` and ``quickstart`` commands (attached to the ``dramnet-edge`` group in
+``cli/__init__.py``).
 
-Bad input raises ValueError with a one-line message, which becomes ``Error: ...`` and exit code 2.
+Bad input raises ``UserError`` with a one-line message, which ``user_errors`` turns into ``Error: ...`` and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,29 +11,11 @@ from pathlib import Path
 
 import click
 
-from .cli_types import NON_NEGATIVE, POSITIVE
-
-
-def _echo_err(msg: str) -> None:
-    click.echo(msg, err=True)
-
-
-def _usage_errors(fn):
-    """Run ``fn``; a ValueError becomes click's one-line usage error (also when the command runs outside the group)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as e:
-            raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
-
-    return wrapper
+from ._common import NON_NEGATIVE, POSITIVE, echo_err, user_errors
 
 
 def _write(path: Path, text: str) -> None:
-    from .models.checkpoint import atomic_write
+    from ..io_utils import atomic_write
 
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
@@ -57,7 +39,7 @@ def _write(path: Path, text: str) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 (TensorRT runs on CUDA).")
 @click.option("--threads", type=POSITIVE, default=None, help="CPU threads for torch / ONNX Runtime / OpenVINO.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-@_usage_errors
+@user_errors
 def validate_command(artifacts, data, split, limit, checkpoint, tau, overlap, batch_size, device, threads, as_json):
     """PSNR/SSIM of each ARTIFACT against ground truth and against the FP32 PyTorch model it came from.
 
@@ -68,12 +50,12 @@ def validate_command(artifacts, data, split, limit, checkpoint, tau, overlap, ba
       dramnet-edge validate m.onnx m.int8.onnx m.xml --data data/synthetic
       dramnet-edge validate runs/quick/model.safetensors m.onnx --data /data/GoPro --limit 20 --json
     """
-    from .bench.report import validate_markdown
-    from .bench.validate import validate
+    from ..bench.report import validate_markdown
+    from ..bench.validate import validate
 
     result = validate([str(a) for a in artifacts], data, checkpoint=checkpoint, tau=tau, split=split, limit=limit,
                       overlap=overlap, batch_size=batch_size, device=device, threads=threads,
-                      log=None if as_json else _echo_err)
+                      log=None if as_json else echo_err)
     if as_json:
         click.echo(json.dumps(result, allow_nan=True))
     else:
@@ -105,7 +87,7 @@ def validate_command(artifacts, data, split, limit, checkpoint, tau, overlap, ba
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a Markdown report.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write tradeoff.png (speedup vs PSNR over tau) and latency.png here.")
-@_usage_errors
+@user_errors
 def bench_command(artifacts, checkpoint, images, targets, taus, warmup, repeat, overlap, batch_size, device, threads,
                   no_power, json_path, md_path, plots_dir):
     """Latency (p50/p90 per image and per tile), throughput, peak memory, exit fraction and PSNR of every
@@ -119,13 +101,13 @@ def bench_command(artifacts, checkpoint, images, targets, taus, warmup, repeat, 
       dramnet-edge bench m.onnx m.xml --checkpoint m.safetensors --images blur/ --targets sharp/ \\
           --json bench.json --markdown bench.md --plots plots/
     """
-    from .bench.bench import bench
-    from .bench.plots import write_plots
-    from .bench.report import bench_markdown
+    from ..bench.bench import bench
+    from ..bench.plots import write_plots
+    from ..bench.report import bench_markdown
 
     result = bench([str(a) for a in artifacts], checkpoint=checkpoint, images=images, targets=targets, taus=taus,
                    warmup=warmup, repeat=repeat, overlap=overlap, batch_size=batch_size, device=device,
-                   threads=threads, power=not no_power, log=_echo_err)
+                   threads=threads, power=not no_power, log=echo_err)
     md = bench_markdown(result)
     if plots_dir is not None:
         result["plots"] = [str(p) for p in write_plots(result, plots_dir)]
@@ -147,6 +129,7 @@ def bench_command(artifacts, checkpoint, images, targets, taus, warmup, repeat, 
                    "step counts suggest.")
 @click.option("--threads", type=POSITIVE, default=None, help="CPU threads (default: torch's).")
 @click.option("--overwrite", is_flag=True, help="Reuse a non-empty OUT (its training run is replaced).")
+@user_errors
 def quickstart_command(out, fast, threads, overwrite):
     """Train -> export (onnx, openvino; fp32 and int8) -> calibrate -> validate -> bench, with every step
     timed, into OUT/report.md, OUT/summary.json and OUT/plots/.
@@ -155,12 +138,9 @@ def quickstart_command(out, fast, threads, overwrite):
     shipped weights: it trains the quick recipe from scratch instead). A failing step is reported and the others
     go on where they can; the exit code is 1 if any step failed.
     """
-    from .bench.quickstart import run_quickstart
+    from ..bench.quickstart import run_quickstart
 
-    try:
-        summary = run_quickstart(out, fast=fast, threads=threads, overwrite=overwrite, log=_echo_err)
-    except ValueError as e:
-        raise click.UsageError(str(e).splitlines()[0]) from None
+    summary = run_quickstart(out, fast=fast, threads=threads, overwrite=overwrite, log=echo_err)
     failed = [s["name"] for s in summary["steps"] if s["status"] == "failed"]
     click.echo(f"{out / 'report.md'}: {len(summary['steps'])} steps in {summary['seconds']:.0f} s"
                + (f"; FAILED: {', '.join(failed)}" if failed else ""))

@@ -1,4 +1,4 @@
-"""The ``dramnet-edge`` command line (click).
+"""The ``info`` and ``deblur`` commands (attached to the ``dramnet-edge`` group in ``cli/__init__.py``).
 
 Bad input (missing file, corrupt image, unknown model, impossible flags) ends with a one-line
 ``Error: ...`` and a non-zero exit; nothing the user owns is overwritten half-way.
@@ -13,62 +13,17 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .cli_types import NON_NEGATIVE, POSITIVE, TAU, TILE_MULTIPLE
-
-from .weights import EMBEDDED_DEFAULT as DEFAULT_MODEL  # noqa: E402
-
-
-class _Group(click.Group):
-    """Turns a ValueError raised by the library into click's one-line error and exit code 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ValueError as e:
-            raise click.UsageError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+from ..errors import UserError
+from ._common import (DEFAULT_MODEL, NON_NEGATIVE, POSITIVE, TAU, TILE_MULTIPLE, deblur_backend_choices, user_errors,
+                      validate_model)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="dramnet-edge")
-def main():
-    """Train DRAMNet/AIBNet deblurring networks and deploy them to edge devices.
-
-    \b
-    Typical day:
-      dramnet-edge train --config train/gopro.yaml --out runs/gopro
-      dramnet-edge export --target tensorrt --int8 -o dramnet.engine
-      dramnet-edge bench dramnet.engine --images photos/
-    Run `dramnet-edge COMMAND --help` for each command.
-    """
-
-
-def _backend_choices() -> list[str]:
-    from .cli_export import deblur_backend_choices
-
-    return deblur_backend_choices()
-
-
-def _model_choices() -> list[str]:
-    from .models import list_models
-
-    return list_models()
-
-
-def _validate_model(ctx, param, value):
-    if value is None:
-        return value
-    names = _model_choices()
-    if value not in names:
-        raise click.BadParameter(f"unknown model {value!r}; choose one of: {', '.join(names)}")
-    return value
-
-
-@main.command()
-@click.argument("model", callback=_validate_model)
+@click.command()
+@click.argument("model", callback=validate_model)
 @click.option("--tile", default=224, show_default=True, type=POSITIVE,
               help="Tile size (pixels) the MACs are counted at (DRAMNet: a multiple of 112).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@user_errors
 def info(model: str, tile: int, as_json: bool):
     """Parameters per component and MACs of MODEL at one TILE x TILE tile.
 
@@ -77,8 +32,8 @@ def info(model: str, tile: int, as_json: bool):
     """
     import torch
 
-    from .models import create_model
-    from .models.summary import count_macs, param_report
+    from ..models import create_model
+    from ..models.summary import count_macs, param_report
 
     if model.startswith("dramnet") and tile % TILE_MULTIPLE:
         raise click.BadParameter(f"{tile} is not a multiple of {TILE_MULTIPLE} (DRAMNet: 14-pixel patches x 3 "
@@ -101,21 +56,21 @@ def info(model: str, tile: int, as_json: bool):
 def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None):
     """The model for a command: a weight file (its own recipe) or a registered name (the embedded default
     weights for dramnet_tiny when shipped, random init otherwise, with a warning)."""
-    from .weights import resolve_model
+    from ..weights import resolve_model
 
     net, name, _ = resolve_model(model, checkpoint, DEFAULT_MODEL, warn=lambda msg: click.echo(msg, err=True))
     if tau is not None:
         if not hasattr(net, "tau"):
-            raise ValueError(f"--tau needs a model with a blur map (dramnet_*); {name} has none")
+            raise UserError(f"--tau needs a model with a blur map (dramnet_*); {name} has none")
         net.tau = tau
     return net.eval(), name
 
 
-@main.command()
+@click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the restored images (same names, .png).")
-@click.option("--model", callback=_validate_model, help=f"Registered variant (default: {DEFAULT_MODEL}, shipped weights).")
+@click.option("--model", callback=validate_model, help=f"Registered variant (default: {DEFAULT_MODEL}, shipped weights).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Weight file (.safetensors or training .pt); it names its own model.")
 @click.option("--tau", type=TAU, default=None,
@@ -123,12 +78,13 @@ def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None)
 @click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE,
               help="Tile overlap in pixels (blended; below half the tile).")
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles per inference batch.")
-@click.option("--backend", type=click.Choice(_backend_choices()), default="torch", show_default=True,
+@click.option("--backend", type=click.Choice(deblur_backend_choices()), default="torch", show_default=True,
               help="torch runs --model/--checkpoint; the others run an exported --artifact.")
 @click.option("--artifact", type=click.Path(path_type=Path),
               help="Exported model for a non-torch --backend (m.onnx, m.engine, m.xml, m.mlpackage or m.json).")
 @click.option("--device", default="cpu", show_default=True, help="torch device for --backend torch (cpu, cuda, cuda:1).")
 @click.option("--overwrite", is_flag=True, help="Replace existing files in OUTDIR (default: refuse).")
+@user_errors
 def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend, artifact, device, overwrite):
     """Deblur INPUT images of any size (8/16-bit PNG, JPEG, grayscale, alpha) tile by tile.
 
@@ -140,19 +96,19 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
     import torch
     from tqdm import tqdm
 
-    from .data.io import read_image, read_image_header, write_image
-    from .export.formats import refuse_existing
-    from .runtime.session import open_session
-    from .runtime.tiling import count_tiles, deblur_image
+    from ..data.io import read_image, read_image_header, write_image
+    from ..export.formats import refuse_existing
+    from ..runtime.session import open_artifact_session, open_session
+    from ..runtime.tiling import count_tiles, deblur_image
 
     missing = [str(p) for p in inputs if not p.is_file()]
     if missing:
-        raise ValueError(f"input not found: {', '.join(missing)}")
+        raise UserError(f"input not found: {', '.join(missing)}")
     targets = [outdir / (p.stem + ".png") for p in inputs]
     seen: dict[Path, Path] = {}
     for p, t in zip(inputs, targets):
         if t in seen:
-            raise ValueError(f"inputs {seen[t]} and {p} would both be written to {t}; deblur them into separate "
+            raise UserError(f"inputs {seen[t]} and {p} would both be written to {t}; deblur them into separate "
                              "--outdir folders")
         seen[t] = p
     refuse_existing(targets, overwrite, inputs=inputs)
@@ -160,15 +116,13 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
 
     if backend == "torch":
         if artifact is not None:
-            raise ValueError("--artifact is for the exported backends; --backend torch runs --model/--checkpoint")
+            raise UserError("--artifact is for the exported backends; --backend torch runs --model/--checkpoint")
         net, name = load_cli_model(model, checkpoint, tau)
         session = open_session(backend, model=net, device=device)
     else:
-        from .cli_export import open_artifact_session
-
         session, name = open_artifact_session(backend, artifact, model=model, checkpoint=checkpoint, device=device)
     if not 0 <= overlap < session.tile // 2:
-        raise ValueError(f"--overlap must be in [0, {session.tile // 2}) for tile {session.tile}, got {overlap}")
+        raise UserError(f"--overlap must be in [0, {session.tile // 2}) for tile {session.tile}, got {overlap}")
     outdir.mkdir(parents=True, exist_ok=True)
     total_tiles = total_exit = 0
     for path, (width, height), target in zip(inputs, sizes, targets):
@@ -193,20 +147,3 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
 
 #: Images with more tiles than this get a progress bar (tiles, rate, ETA) on stderr.
 PROGRESS_MIN_TILES = 64
-
-
-def _attach_commands() -> None:
-    """Commands that live in their own modules (one per pipeline stage)."""
-    from .cli_bench import COMMANDS as BENCH_COMMANDS
-    from .cli_calibrate import calibrate
-    from .cli_export import export
-    from .cli_train import COMMANDS as TRAIN_COMMANDS
-
-    for command in (*TRAIN_COMMANDS, export, calibrate, *BENCH_COMMANDS):
-        main.add_command(command)
-
-
-_attach_commands()
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
