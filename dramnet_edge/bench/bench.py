@@ -430,13 +430,18 @@ def run_bench(
 def _gmacs_per_tile(target: Target) -> float | None:
     """MACs of one full-path tile of the target's model, in G (the torch model itself, or for an artifact the
     registered variant its sidecar names at its tile). None when the model is not known here."""
+    import torch
+
     from ..models import create_model
     from ..models.summary import count_macs
 
     if target.tile is None:
         return None
-    if target.net is not None:
-        return count_macs(target.net, target.tile) / 1e9
+    net = target.net
+    # a wrapper without a forward of its own (e.g. a benchmark's oracle gate around a DRAMNet) cannot be traced:
+    # count the registered variant instead
+    if net is not None and type(net).forward is not torch.nn.Module.forward:
+        return count_macs(net, target.tile) / 1e9
     try:
         net = create_model(target.model, tile=target.tile)
     except (ValueError, KeyError, TypeError):  # an unknown or custom model name: no figure rather than a wrong one
