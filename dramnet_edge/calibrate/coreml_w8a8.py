@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 from ..errors import MissingExtraError, UserError
+from ..runtime.batching import cut_batches, run_batched
 
 SENSITIVE_KINDS = ("dft", "blur_map_head", "last_conv")
 
@@ -306,31 +307,20 @@ def _batched(arrays: list[np.ndarray], batch: int) -> list[list]:
     """Cut equally long (N, ...) arrays into lists of ``batch``-item float tensors, padding the last batch."""
     import torch
 
-    n = len(arrays[0])
-    out = []
-    for start in range(0, n, batch):
-        part = [np.ascontiguousarray(a[start : start + batch], dtype=np.float32) for a in arrays]
-        if len(part[0]) < batch:
-            part = [np.concatenate([p, np.repeat(p[-1:], batch - len(p), axis=0)]) for p in part]
-        out.append([torch.from_numpy(p) for p in part])
-    return out
+    return [[torch.from_numpy(p) for p in part.values()]
+            for part, _ in cut_batches(dict(enumerate(arrays)), batch, static=True)]
 
 
 def _run_batched(module, arrays: list[np.ndarray], batch: int) -> list[np.ndarray]:
     """Outputs of ``module`` over (N, ...) inputs in static batches (padding dropped), as numpy arrays."""
     import torch
 
-    n = len(arrays[0])
-    outs: list[list[np.ndarray]] = []
+    def run(part: dict) -> list[np.ndarray]:
+        res = module(*(torch.from_numpy(p) for p in part.values()))
+        return [r.float().numpy() for r in (res if isinstance(res, (tuple, list)) else (res,))]
+
     with torch.no_grad():
-        for inputs in _batched(arrays, batch):
-            res = module(*inputs)
-            res = res if isinstance(res, (tuple, list)) else (res,)
-            if not outs:
-                outs = [[] for _ in res]
-            for acc, r in zip(outs, res):
-                acc.append(r.float().numpy())
-    return [np.concatenate(o)[:n] for o in outs]
+        return run_batched(run, dict(enumerate(arrays)), batch, static=True)
 
 
 # ----------------------------------------------------------------------------------------------- export --int8

@@ -35,6 +35,7 @@ from .recipe import CalibrationRecipe
 from .runner import OnnxGraph
 from .tiles import CalibrationSet, build_calibration_set
 from ..errors import UserError
+from ..runtime.batching import run_batched
 
 from ..export.fold import QUANTIZED_GRAPHS as GRAPHS  # noqa: E402  (the four graphs INT8 quantizes)
 ENCODER_OUTPUTS = ("level0", "level1", "level2", "level3", "blur")
@@ -490,18 +491,16 @@ def _openvino_runner(xml_path: Path, threads: int | None) -> Callable[[dict], di
     chunk = static.get_length() if static.is_static else 8
     request = model.create_infer_request()
 
+    outputs = [port.get_any_name() for port in model.outputs]
+
+    def infer(part: dict) -> list:
+        result = request.infer(part)
+        return [np.array(result[port]) for port in model.outputs]  # a copy: the request reuses its buffers
+
     def run(feeds: dict) -> dict:
-        n = len(feeds["x"])
-        outs: dict[str, list] = {}
-        for start in range(0, n, chunk):
-            part = {k: np.ascontiguousarray(feeds[k][start : start + chunk], dtype=np.float32) for k in names}
-            m = len(part["x"])
-            if static.is_static and m < chunk:
-                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - m, axis=0)]) for k, v in part.items()}
-            result = request.infer(part)
-            for port in model.outputs:
-                outs.setdefault(port.get_any_name(), []).append(np.array(result[port])[:m])
-        return {k: np.concatenate(v) for k, v in outs.items()}
+        if not len(feeds["x"]):
+            return {}  # no items: no outputs, the graph is not run
+        return dict(zip(outputs, run_batched(infer, {k: feeds[k] for k in names}, chunk, static=static.is_static)))
 
     return run
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..export.sidecar import read_sidecar
 from ..errors import UserError
+from .batching import run_batched
 
 SPLIT_GRAPHS = ("encoder", "decoder_full", "decoder_light")
 DECODER_INPUTS = ("x", "level0", "level1", "level2", "level3", "blur")
@@ -90,19 +91,8 @@ class ArtifactSession:
                 raise UserError(f"unknown graph {name!r}; this artifact has: {', '.join(self._files)}")
             self._handles[name] = self._load_checked(self._files[name])
         handle = self._handles[name]
-        inputs = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
-        n = len(next(iter(inputs.values())))
-        chunk = self._chunk()
-        if chunk is None or (n == chunk) or (self.static_batch is None and n <= chunk):
-            return [np.asarray(o, dtype=np.float32) for o in self._run(handle, inputs)]
-        pieces = []
-        for start in range(0, n, chunk):
-            part = {k: v[start : start + chunk] for k, v in inputs.items()}
-            m = len(next(iter(part.values())))
-            if self.static_batch is not None and m < chunk:
-                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - m, axis=0)]) for k, v in part.items()}
-            pieces.append([np.asarray(o, dtype=np.float32)[:m] for o in self._run(handle, part)])
-        return [np.concatenate(outs) for outs in zip(*pieces)]
+        return run_batched(lambda part: [np.asarray(o, dtype=np.float32) for o in self._run(handle, part)],
+                           inputs, self._chunk(), static=self.static_batch is not None)
 
     def infer(self, tiles: np.ndarray, tau: float | None) -> tuple[np.ndarray, np.ndarray]:
         """tiles (N, 3, T, T) float32 in [0, 1] -> (restored (N, 3, T, T) float32, exited (N,) bool).
