@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 from ..errors import MissingExtraError, UserError
+from ..export.names import BLUR, DECODER_FULL, DECODER_LIGHT, ENCODER, GATE, MODEL
 from ..runtime.batching import cut_batches, run_batched
 
 SENSITIVE_KINDS = ("dft", "blur_map_head", "last_conv")
@@ -350,8 +351,8 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     budget_db = check_budget(budget_db)
     recipe = recipe or CalibrationRecipe()
     t_start = time.perf_counter()
-    encoder = graphs["encoder"]
-    blur = list(encoder.output_names).index("blur")
+    encoder = graphs[ENCODER]
+    blur = list(encoder.output_names).index(BLUR)
 
     def encode(x: np.ndarray) -> list[np.ndarray]:
         return _run_batched(encoder, [x], 8)
@@ -365,7 +366,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     enc_calib, enc_hold = encode(calib_x), encode(hold_x)
 
     def feeds(graph: str, x: np.ndarray, enc: list[np.ndarray]) -> list[np.ndarray]:
-        return [x] if graph in ("model", "encoder", "gate") else [x, *enc]
+        return [x] if graph in (MODEL, ENCODER, GATE) else [x, *enc]
 
     info, finalized = {}, {}
     for name, graph in graphs.items():
@@ -378,11 +379,11 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
 
     # the W8A8 arithmetic in torch against the FP32 graphs, on the held-out tiles
     sharp, names = calibration.holdout.sharp, calibration.holdout.names
-    fp32_model = _run_batched(graphs["model"], [hold_x], batch)[0]
-    final = {"model": drop_stats(_run_batched(finalized["model"], [hold_x], batch)[0], fp32_model, sharp)
+    fp32_model = _run_batched(graphs[MODEL], [hold_x], batch)[0]
+    final = {"model": drop_stats(_run_batched(finalized[MODEL], [hold_x], batch)[0], fp32_model, sharp)
              .to_dict(names)}
-    enc_q = _run_batched(finalized["encoder"], [hold_x], batch)
-    for path, graph in (("split_full", "decoder_full"), ("split_light", "decoder_light")):
+    enc_q = _run_batched(finalized[ENCODER], [hold_x], batch)
+    for path, graph in (("split_full", DECODER_FULL), ("split_light", DECODER_LIGHT)):
         ref = _run_batched(graphs[graph], feeds(graph, hold_x, enc_hold), batch)[0]
         out = _run_batched(finalized[graph], feeds(graph, hold_x, enc_q), batch)[0]
         final[path] = drop_stats(out, ref, sharp).to_dict(names)
@@ -394,7 +395,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     log(f"W8A8 in torch (simulated; CoreML prediction needs macOS), held out: drop "
         f"{final['model']['drop_db_mean']:+.3f} dB mean, {final['model']['drop_db_worst']:+.3f} dB worst; "
         f"budget {budget_db} dB {'met' if met else 'NOT met (no fallback for CoreML)'}")
-    kept = info["model"]["kept_float"]
+    kept = info[MODEL]["kept_float"]
     report = {
         "settings": {"library": "coremltools", "method": "LinearQuantizer (FX) observers, calibration only",
                      "activation_observer": ACTIVATION_OBSERVER,
