@@ -38,6 +38,8 @@ from typing import Callable
 
 import numpy as np
 from ..errors import MissingExtraError, UserError
+from ..export.names import BLUR, DECODER_FULL, DECODER_LIGHT, ENCODER, GATE, MODEL
+from ..runtime.batching import cut_batches, run_batched
 
 SENSITIVE_KINDS = ("dft", "blur_map_head", "last_conv")
 
@@ -306,31 +308,20 @@ def _batched(arrays: list[np.ndarray], batch: int) -> list[list]:
     """Cut equally long (N, ...) arrays into lists of ``batch``-item float tensors, padding the last batch."""
     import torch
 
-    n = len(arrays[0])
-    out = []
-    for start in range(0, n, batch):
-        part = [np.ascontiguousarray(a[start : start + batch], dtype=np.float32) for a in arrays]
-        if len(part[0]) < batch:
-            part = [np.concatenate([p, np.repeat(p[-1:], batch - len(p), axis=0)]) for p in part]
-        out.append([torch.from_numpy(p) for p in part])
-    return out
+    return [[torch.from_numpy(p) for p in part.values()]
+            for part, _ in cut_batches(dict(enumerate(arrays)), batch, static=True)]
 
 
 def _run_batched(module, arrays: list[np.ndarray], batch: int) -> list[np.ndarray]:
     """Outputs of ``module`` over (N, ...) inputs in static batches (padding dropped), as numpy arrays."""
     import torch
 
-    n = len(arrays[0])
-    outs: list[list[np.ndarray]] = []
+    def run(part: dict) -> list[np.ndarray]:
+        res = module(*(torch.from_numpy(p) for p in part.values()))
+        return [r.float().numpy() for r in (res if isinstance(res, (tuple, list)) else (res,))]
+
     with torch.no_grad():
-        for inputs in _batched(arrays, batch):
-            res = module(*inputs)
-            res = res if isinstance(res, (tuple, list)) else (res,)
-            if not outs:
-                outs = [[] for _ in res]
-            for acc, r in zip(outs, res):
-                acc.append(r.float().numpy())
-    return [np.concatenate(o)[:n] for o in outs]
+        return run_batched(run, dict(enumerate(arrays)), batch, static=True)
 
 
 # ----------------------------------------------------------------------------------------------- export --int8
@@ -360,8 +351,8 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     budget_db = check_budget(budget_db)
     recipe = recipe or CalibrationRecipe()
     t_start = time.perf_counter()
-    encoder = graphs["encoder"]
-    blur = list(encoder.output_names).index("blur")
+    encoder = graphs[ENCODER]
+    blur = list(encoder.output_names).index(BLUR)
 
     def encode(x: np.ndarray) -> list[np.ndarray]:
         return _run_batched(encoder, [x], 8)
@@ -375,7 +366,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     enc_calib, enc_hold = encode(calib_x), encode(hold_x)
 
     def feeds(graph: str, x: np.ndarray, enc: list[np.ndarray]) -> list[np.ndarray]:
-        return [x] if graph in ("model", "encoder", "gate") else [x, *enc]
+        return [x] if graph in (MODEL, ENCODER, GATE) else [x, *enc]
 
     info, finalized = {}, {}
     for name, graph in graphs.items():
@@ -388,11 +379,11 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
 
     # the W8A8 arithmetic in torch against the FP32 graphs, on the held-out tiles
     sharp, names = calibration.holdout.sharp, calibration.holdout.names
-    fp32_model = _run_batched(graphs["model"], [hold_x], batch)[0]
-    final = {"model": drop_stats(_run_batched(finalized["model"], [hold_x], batch)[0], fp32_model, sharp)
+    fp32_model = _run_batched(graphs[MODEL], [hold_x], batch)[0]
+    final = {"model": drop_stats(_run_batched(finalized[MODEL], [hold_x], batch)[0], fp32_model, sharp)
              .to_dict(names)}
-    enc_q = _run_batched(finalized["encoder"], [hold_x], batch)
-    for path, graph in (("split_full", "decoder_full"), ("split_light", "decoder_light")):
+    enc_q = _run_batched(finalized[ENCODER], [hold_x], batch)
+    for path, graph in (("split_full", DECODER_FULL), ("split_light", DECODER_LIGHT)):
         ref = _run_batched(graphs[graph], feeds(graph, hold_x, enc_hold), batch)[0]
         out = _run_batched(finalized[graph], feeds(graph, hold_x, enc_q), batch)[0]
         final[path] = drop_stats(out, ref, sharp).to_dict(names)
@@ -404,7 +395,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     log(f"W8A8 in torch (simulated; CoreML prediction needs macOS), held out: drop "
         f"{final['model']['drop_db_mean']:+.3f} dB mean, {final['model']['drop_db_worst']:+.3f} dB worst; "
         f"budget {budget_db} dB {'met' if met else 'NOT met (no fallback for CoreML)'}")
-    kept = info["model"]["kept_float"]
+    kept = info[MODEL]["kept_float"]
     report = {
         "settings": {"library": "coremltools", "method": "LinearQuantizer (FX) observers, calibration only",
                      "activation_observer": ACTIVATION_OBSERVER,

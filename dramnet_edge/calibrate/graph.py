@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..export.qdq import QUANTIZED_OP_TYPES, constant_arrays  # noqa: F401  (re-exported: their old home)
+from ..export.names import IMAGE
 
 SENSITIVE_KINDS = ("dft", "softmax_attention", "blur_map_head", "last_conv")
 
@@ -320,7 +321,7 @@ def analyse_graph(model, aliases: dict[str, str] | None = None) -> GraphLayers:
             sensitive[node.name] = "blur_map_head"
 
     # last convolution(s): reach the image output through Add / Where / Clip only
-    for out in [o.name for o in graph.output if o.name == "image"]:
+    for out in [o.name for o in graph.output if o.name == IMAGE]:
         frontier, seen = [out], set()
         while frontier:
             t = frontier.pop()

@@ -35,9 +35,11 @@ from .recipe import CalibrationRecipe
 from .runner import OnnxGraph
 from .tiles import CalibrationSet, build_calibration_set
 from ..errors import UserError
+from ..runtime.batching import run_batched
 
-from ..export.fold import QUANTIZED_GRAPHS as GRAPHS  # noqa: E402  (the four graphs INT8 quantizes)
-ENCODER_OUTPUTS = ("level0", "level1", "level2", "level3", "blur")
+from ..export.names import (BLUR, DECODER_FULL, DECODER_LIGHT, ENCODER, ENCODER_OUTPUTS, IMAGE, INPUT,  # noqa: F401
+                             MODEL)
+from ..export.names import QUANTIZED_GRAPHS as GRAPHS  # the four graphs INT8 quantizes
 DEFAULT_BUDGET_DB = 0.1
 DEFAULT_MAX_EVALS = 48
 
@@ -70,9 +72,9 @@ def export_fp32_graphs(model, folder: str | os.PathLike, *, tau: float | None = 
 
 
 def _feeds(graph: str, x: np.ndarray, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if graph in ("model", "encoder"):
-        return {"x": x}
-    return {"x": x, **{k: encoded[k] for k in ENCODER_OUTPUTS}}
+    if graph in (MODEL, ENCODER):
+        return {INPUT: x}
+    return {INPUT: x, **{k: encoded[k] for k in ENCODER_OUTPUTS}}
 
 
 def _max_blur(blur: np.ndarray) -> np.ndarray:
@@ -119,11 +121,11 @@ def plan_quantization(
     if missing:
         raise UserError(f"FP32 graphs missing: {', '.join(missing)}")
     timings: dict[str, float] = {}
-    encoder = OnnxGraph(fp32_paths["encoder"], threads=threads)
+    encoder = OnnxGraph(fp32_paths[ENCODER], threads=threads)
     if calibration is None:
         t0 = time.perf_counter()
         calibration = build_calibration_set(
-            tile, lambda t: _max_blur(encoder.run_named({"x": t})["blur"]), recipe, calib_data=calib_data, tau=tau,
+            tile, lambda t: _max_blur(encoder.run_named({INPUT: t})[BLUR]), recipe, calib_data=calib_data, tau=tau,
             log=log)
         timings["calibration_set_s"] = round(time.perf_counter() - t0, 1)
     summary = calibration.summary()
@@ -131,24 +133,24 @@ def plan_quantization(
         f"{summary['holdout_tiles']} {summary['holdout_strata']}; thresholds {summary['thresholds']['sharp_mild']:.3f} / "
         f"{summary['thresholds']['mild_heavy']:.3f}")
     calib_x, hold_x = calibration.calib.blurred, calibration.holdout.blurred
-    enc_calib = encoder.run_named({"x": calib_x})
-    enc_hold = encoder.run_named({"x": hold_x})
+    enc_calib = encoder.run_named({INPUT: calib_x})
+    enc_hold = encoder.run_named({INPUT: hold_x})
 
-    fp32_model = load_onnx(fp32_paths["model"])
-    layers = {g: analyse_graph(load_onnx(fp32_paths[g]) if g != "model" else fp32_model, aliases) for g in GRAPHS}
+    fp32_model = load_onnx(fp32_paths[MODEL])
+    layers = {g: analyse_graph(load_onnx(fp32_paths[g]) if g != MODEL else fp32_model, aliases) for g in GRAPHS}
     calib_batches = {g: batches(_feeds(g, calib_x, enc_calib), graph_batch(fp32_paths[g])) for g in GRAPHS}
     with tempfile.TemporaryDirectory(prefix="dramnet-calib-") as work:
         t0 = time.perf_counter()
         all_path = Path(work) / "model.all.onnx"
-        quantize_onnx(fp32_paths["model"], all_path, calib_batches["model"], settings=settings,
-                      exclude=layers["model"].sensitive_nodes())
+        quantize_onnx(fp32_paths[MODEL], all_path, calib_batches[MODEL], settings=settings,
+                      exclude=layers[MODEL].sensitive_nodes())
         timings["quantize_model_s"] = round(time.perf_counter() - t0, 1)
-        fp32_hold = OnnxGraph(fp32_model, threads=threads).run({"x": hold_x})[0]
-        evaluator = DropEvaluator({"x": hold_x}, fp32_hold, calibration.holdout.sharp, threads=threads)
+        fp32_hold = OnnxGraph(fp32_model, threads=threads).run({INPUT: hold_x})[0]
+        evaluator = DropEvaluator({INPUT: hold_x}, fp32_hold, calibration.holdout.sharp, threads=threads)
         log(f"fallback: budget {budget_db} dB (mean drop over {len(hold_x)} held-out tiles, vs "
             f"{'ground truth' if calibration.has_ground_truth else 'the FP32 output'}), at most {max_evals} evaluations")
         t0 = time.perf_counter()
-        result = run_fallback(load_onnx(all_path), fp32_model, layers["model"], evaluator, budget_db=budget_db,
+        result = run_fallback(load_onnx(all_path), fp32_model, layers[MODEL], evaluator, budget_db=budget_db,
                               worst_budget_db=worst_budget_db, max_evals=max_evals, log=log)
         timings["fallback_s"] = round(time.perf_counter() - t0, 1)
     return QuantizationPlan(calibration, layers, result, enc_calib, enc_hold, fp32_hold, calib_batches, settings,
@@ -254,15 +256,15 @@ def verify_graphs(fp32_paths, run: Callable[[str, dict], dict], plan: Quantizati
     calibration = plan.calibration
     x, sharp, names = calibration.holdout.blurred, calibration.holdout.sharp, calibration.holdout.names
     enc_hold = plan.enc_hold
-    out = {"model": drop_stats(run("model", {"x": x})["image"], plan.fp32_hold, sharp).to_dict(names)}
-    enc_q = run("encoder", {"x": x})
-    full32 = OnnxGraph(fp32_paths["decoder_full"], threads=threads).run(_feeds("decoder_full", x, enc_hold))[0]
-    light32 = OnnxGraph(fp32_paths["decoder_light"], threads=threads).run(_feeds("decoder_light", x, enc_hold))[0]
-    full_q = run("decoder_full", _feeds("decoder_full", x, enc_q))["image"]
-    light_q = run("decoder_light", _feeds("decoder_light", x, enc_q))["image"]
+    out = {"model": drop_stats(run(MODEL, {INPUT: x})[IMAGE], plan.fp32_hold, sharp).to_dict(names)}
+    enc_q = run(ENCODER, {INPUT: x})
+    full32 = OnnxGraph(fp32_paths[DECODER_FULL], threads=threads).run(_feeds(DECODER_FULL, x, enc_hold))[0]
+    light32 = OnnxGraph(fp32_paths[DECODER_LIGHT], threads=threads).run(_feeds(DECODER_LIGHT, x, enc_hold))[0]
+    full_q = run(DECODER_FULL, _feeds(DECODER_FULL, x, enc_q))[IMAGE]
+    light_q = run(DECODER_LIGHT, _feeds(DECODER_LIGHT, x, enc_q))[IMAGE]
     out["split_full"] = drop_stats(full_q, full32, sharp).to_dict(names)
     out["split_light"] = drop_stats(light_q, light32, sharp).to_dict(names)
-    blur32, blur_q = _max_blur(enc_hold["blur"]), _max_blur(enc_q["blur"])
+    blur32, blur_q = _max_blur(enc_hold[BLUR]), _max_blur(enc_q[BLUR])
     out["blur_score_max_abs_diff"] = round(float(np.abs(blur32 - blur_q).max()), 5)
     if tau is not None:
         out["exit_agreement"] = round(float(((blur32 < tau) == (blur_q < tau)).mean()), 4)
@@ -389,7 +391,7 @@ def calibrate(
         sidecar = build_sidecar(
             target="onnx", backend="onnxruntime", model_name=model_name or type(model).__name__,
             checkpoint=checkpoint, tile=tile, precision="int8", fft=fft, tau=tau, batch=batch,
-            graphs={g: p.name for g, p in out_paths.items()}, opset=_opset(out_paths["model"]), parity=None,
+            graphs={g: p.name for g, p in out_paths.items()}, opset=_opset(out_paths[MODEL]), parity=None,
             extra={"quantization": _sidecar_summary(report), "report": report_paths(output)[0].name,
                    "source": source,
                    "files": artifact_file_hashes(output.parent, [p.name for p in out_paths.values()])},
@@ -442,12 +444,12 @@ def _parity(side_path: Path, fp32_paths: dict[str, Path], tile: int, tau, model)
     if model is not None:
         return check_artifact(model, side_path, get_format("onnx"), precision="int8", tau=tau)
     photos = parity_photos(tile)
-    enc = OnnxGraph(fp32_paths["encoder"]).run_named({"x": photos})
-    full = OnnxGraph(fp32_paths["decoder_full"]).run(_feeds("decoder_full", photos, enc))[0]
-    light = OnnxGraph(fp32_paths["decoder_light"]).run(_feeds("decoder_light", photos, enc))[0]
-    refs = {"full": full, "light": light, "model": OnnxGraph(fp32_paths["model"]).run({"x": photos})[0]}
+    enc = OnnxGraph(fp32_paths[ENCODER]).run_named({INPUT: photos})
+    full = OnnxGraph(fp32_paths[DECODER_FULL]).run(_feeds(DECODER_FULL, photos, enc))[0]
+    light = OnnxGraph(fp32_paths[DECODER_LIGHT]).run(_feeds(DECODER_LIGHT, photos, enc))[0]
+    refs = {"full": full, "light": light, "model": OnnxGraph(fp32_paths[MODEL]).run({INPUT: photos})[0]}
     if tau is not None:
-        exited = _max_blur(enc["blur"]) < tau
+        exited = _max_blur(enc[BLUR]) < tau
         refs["exited"] = exited
     parity = measure_parity(OnnxRuntimeSession(side_path), refs, photos, tau, "int8")
     parity["reference"] = "the FP32 ONNX graphs the INT8 model was quantized from"
@@ -490,18 +492,16 @@ def _openvino_runner(xml_path: Path, threads: int | None) -> Callable[[dict], di
     chunk = static.get_length() if static.is_static else 8
     request = model.create_infer_request()
 
+    outputs = [port.get_any_name() for port in model.outputs]
+
+    def infer(part: dict) -> list:
+        result = request.infer(part)
+        return [np.array(result[port]) for port in model.outputs]  # a copy: the request reuses its buffers
+
     def run(feeds: dict) -> dict:
-        n = len(feeds["x"])
-        outs: dict[str, list] = {}
-        for start in range(0, n, chunk):
-            part = {k: np.ascontiguousarray(feeds[k][start : start + chunk], dtype=np.float32) for k in names}
-            m = len(part["x"])
-            if static.is_static and m < chunk:
-                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - m, axis=0)]) for k, v in part.items()}
-            result = request.infer(part)
-            for port in model.outputs:
-                outs.setdefault(port.get_any_name(), []).append(np.array(result[port])[:m])
-        return {k: np.concatenate(v) for k, v in outs.items()}
+        if not len(feeds[INPUT]):
+            return {}  # no items: no outputs, the graph is not run
+        return dict(zip(outputs, run_batched(infer, {k: feeds[k] for k in names}, chunk, static=static.is_static)))
 
     return run
 
@@ -523,7 +523,7 @@ def openvino_int8_graphs(fp32_paths: dict[str, Path], xml_paths: dict[str, Path]
     log = log or (lambda msg: None)
     result, level = plan.result, plan.result.level
     ranked = [s["group"] for s in sorted(result.sensitivity, key=lambda r: (-r["gain_db"], r["group"]))]
-    queue = [g for g in ranked + plan.layers["model"].groups(level) if g not in result.reverted]
+    queue = [g for g in ranked + plan.layers[MODEL].groups(level) if g not in result.reverted]
     queue = list(dict.fromkeys(queue))
     reverted = list(result.reverted)
     hold = plan.calibration.holdout
@@ -534,9 +534,9 @@ def openvino_int8_graphs(fp32_paths: dict[str, Path], xml_paths: dict[str, Path]
 
     steps = []
     for step in range(max_steps + 1):
-        quantize_openvino(fp32_paths["model"], xml_paths["model"], plan.calib_batches["model"],
-                          exclude=exclusions("model"), batch=batch, method=plan.settings.method)
-        stats = drop_stats(_openvino_runner(xml_paths["model"], threads)({"x": hold.blurred})["image"],
+        quantize_openvino(fp32_paths[MODEL], xml_paths[MODEL], plan.calib_batches[MODEL],
+                          exclude=exclusions(MODEL), batch=batch, method=plan.settings.method)
+        stats = drop_stats(_openvino_runner(xml_paths[MODEL], threads)({INPUT: hold.blurred})[IMAGE],
                            plan.fp32_hold, hold.sharp)
         steps.append({"step": step, "reverted": list(reverted), "drop_db_mean": round(stats.mean, 4),
                       "drop_db_worst": round(stats.worst, 4), "psnr_vs_fp32_db_mean": round(stats.psnr_vs_fp32_mean, 2)})
@@ -550,7 +550,7 @@ def openvino_int8_graphs(fp32_paths: dict[str, Path], xml_paths: dict[str, Path]
 
     info = {}
     for g in GRAPHS:
-        if g != "model":
+        if g != MODEL:
             quantize_openvino(fp32_paths[g], xml_paths[g], plan.calib_batches[g], exclude=exclusions(g),
                               batch=batch, method=plan.settings.method)
         info[g] = {"fake_quantize": _count_fake_quantize(xml_paths[g]), "kept_fp32": len(exclusions(g))}

@@ -39,6 +39,7 @@ import numpy as np
 from ..export.qdq import (QUANTIZED_OP_TYPES, constant_arrays, inspect_qdq,  # noqa: F401  (re-exported)
                           quantized_nodes, weight_output_axis)
 from ..errors import MissingExtraError, UserError
+from ..runtime.batching import cut_batches
 
 LIBRARIES = ("ort", "nncf")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -74,16 +75,7 @@ class QuantSettings:
 def batches(feeds: dict[str, np.ndarray], batch: int | None, max_batch: int = 8) -> list[dict[str, np.ndarray]]:
     """Cut {name: (N, ...)} into a list of input dicts of ``batch`` items (a static batch: the last padded by
     repetition) or of up to ``max_batch`` items (dynamic)."""
-    n = len(next(iter(feeds.values())))
-    size = batch or max_batch
-    out = []
-    for start in range(0, n, size):
-        part = {k: np.ascontiguousarray(v[start : start + size], dtype=np.float32) for k, v in feeds.items()}
-        m = len(next(iter(part.values())))
-        if batch and m < batch:
-            part = {k: np.concatenate([v, np.repeat(v[-1:], batch - m, axis=0)]) for k, v in part.items()}
-        out.append(part)
-    return out
+    return [part for part, _ in cut_batches(feeds, batch or max_batch, static=bool(batch))]
 
 
 def graph_batch(path_or_model) -> int | None:

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from ..runtime.batching import run_batched
+
 
 class OnnxGraph:
     """An onnxruntime CPU session on one graph (a path or a ModelProto).
@@ -33,17 +35,11 @@ class OnnxGraph:
         self.chunk = self.static_batch or max(1, int(max_batch))
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        feeds = {k: np.ascontiguousarray(feeds[k], dtype=np.float32) for k in self.input_names}
-        n = len(next(iter(feeds.values())))
-        pieces = []
-        for start in range(0, n, self.chunk):
-            part = {k: v[start : start + self.chunk] for k, v in feeds.items()}
-            m = len(next(iter(part.values())))
-            if self.static_batch is not None and m < self.chunk:
-                part = {k: np.concatenate([v, np.repeat(v[-1:], self.chunk - m, axis=0)]) for k, v in part.items()}
-            outs = self.session.run(None, part)
-            pieces.append([np.asarray(o, dtype=np.float32)[:m] for o in outs])
-        return [np.concatenate(outs) for outs in zip(*pieces)]
+        feeds = {k: feeds[k] for k in self.input_names}
+        if not len(next(iter(feeds.values()))):
+            return []  # no items: no outputs, the graph is not run
+        return run_batched(lambda part: [np.asarray(o, dtype=np.float32) for o in self.session.run(None, part)],
+                           feeds, self.chunk, static=self.static_batch is not None)
 
     def run_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.run(feeds)))

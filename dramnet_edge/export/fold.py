@@ -27,11 +27,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..models.dram_blocks import InverseRealFFT2, RealFFT2, capturing_graph
 from ..errors import UserError
+from . import names
+from .names import GRAPH_NAMES, QUANTIZED_GRAPHS  # noqa: F401  (re-exported: fold.GRAPH_NAMES)
 
 FFT_FORMS = ("native", "dft")
-GRAPH_NAMES = ("model", "encoder", "decoder_full", "decoder_light", "gate")
-#: The graphs INT8 calibration quantizes; the skip gate stays FP32 (``calibrate.pipeline.GRAPHS``).
-QUANTIZED_GRAPHS = GRAPH_NAMES[:4]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,8 +231,8 @@ class EncoderPart(nn.Module):
     """x (B, 3, T, T) in [0, 1] -> (level0, level1, level2, level3, blur): the decoder's column-0 levels
     (B, w_i, T/2^i, T/2^i) and the finest blur map (B, 1, T/14, T/14) in [0, 1] that decides the exit."""
 
-    input_names = ("x",)
-    output_names = ("level0", "level1", "level2", "level3", "blur")
+    input_names = (names.INPUT,)
+    output_names = names.ENCODER_OUTPUTS
 
     def __init__(self, folded: nn.Module):
         super().__init__()
@@ -249,8 +248,8 @@ class GatePart(nn.Module):
     block, ``DRAMNet.gate``), equal to the encoder's ``blur`` output. A runtime scores every tile with it and runs
     the encoder only for the tiles it does not skip."""
 
-    input_names = ("x",)
-    output_names = ("blur",)
+    input_names = (names.INPUT,)
+    output_names = (names.BLUR,)
 
     def __init__(self, folded: nn.Module):
         super().__init__()
@@ -262,8 +261,8 @@ class GatePart(nn.Module):
 
 class _Decoder(nn.Module):
     light = False
-    input_names = ("x", "level0", "level1", "level2", "level3", "blur")
-    output_names = ("image",)
+    input_names = names.DECODER_INPUTS
+    output_names = (names.IMAGE,)
 
     def __init__(self, folded: nn.Module):
         super().__init__()
@@ -292,8 +291,8 @@ class WholeModel(nn.Module):
     the training model's per-block selection (blocks act per sample) without a data-dependent branch.
     """
 
-    input_names = ("x",)
-    output_names = ("image",)
+    input_names = (names.INPUT,)
+    output_names = (names.IMAGE,)
 
     def __init__(self, folded: nn.Module, tau: float | None = None):
         super().__init__()
@@ -316,11 +315,11 @@ def split_graphs(folded: nn.Module, tau: float | None = None) -> dict[str, nn.Mo
     """The exportable graphs of a folded model, by name (``GRAPH_NAMES``): model, encoder, decoder_full,
     decoder_light, gate. They share the folded model's parameters."""
     return {
-        "model": WholeModel(folded, tau).eval(),
-        "encoder": EncoderPart(folded).eval(),
-        "decoder_full": FullDecoder(folded).eval(),
-        "decoder_light": LightDecoder(folded).eval(),
-        "gate": GatePart(folded).eval(),
+        names.MODEL: WholeModel(folded, tau).eval(),
+        names.ENCODER: EncoderPart(folded).eval(),
+        names.DECODER_FULL: FullDecoder(folded).eval(),
+        names.DECODER_LIGHT: LightDecoder(folded).eval(),
+        names.GATE: GatePart(folded).eval(),
     }
 
 

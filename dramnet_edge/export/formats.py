@@ -47,12 +47,12 @@ class ExportFormat:
     int8_fft_forms: tuple[str, ...] | None = None
 
     def artifact_paths(self, output: str | Path) -> dict[str, Path]:
-        """Paths of the graphs of one export (``fold.GRAPH_NAMES``): {"model": m.X, "encoder": m.encoder.X, ...}."""
-        from .fold import GRAPH_NAMES
+        """Paths of the graphs of one export (``names.GRAPH_NAMES``): {"model": m.X, "encoder": m.encoder.X, ...}."""
+        from .names import GRAPH_NAMES, MODEL
 
         output = Path(output)
         stem = output.name[: -len(self.suffix)]
-        return {g: output if g == "model" else output.with_name(f"{stem}.{g}{self.suffix}") for g in GRAPH_NAMES}
+        return {g: output if g == MODEL else output.with_name(f"{stem}.{g}{self.suffix}") for g in GRAPH_NAMES}
 
     def sidecar_path(self, output: str | Path) -> Path:
         """``m.onnx`` -> ``m.onnx.json``: the artifact's own name, so ``m.onnx`` and ``m.xml`` keep their own."""

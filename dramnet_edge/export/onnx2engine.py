@@ -62,9 +62,9 @@ def typing_plan(version: tuple[int, int], precision: str) -> dict:
 
 def engine_precision(precision: str, graph: str) -> str:
     """The precision one graph of an export is built with: an INT8 export's skip gate is an FP32 ONNX (calibration
-    quantizes ``fold.QUANTIZED_GRAPHS`` only), and TensorRT's INT8 flag on a graph with no Q/DQ asks for the
+    quantizes ``names.QUANTIZED_GRAPHS`` only), and TensorRT's INT8 flag on a graph with no Q/DQ asks for the
     deprecated implicit quantization, so it is built as FP32."""
-    from .fold import QUANTIZED_GRAPHS
+    from .names import QUANTIZED_GRAPHS
 
     return "fp32" if precision == "int8" and graph not in QUANTIZED_GRAPHS else precision
 

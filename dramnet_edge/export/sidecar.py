@@ -104,9 +104,9 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
 
 def _model_stem(stem: str) -> str:
     """``m.encoder`` -> ``m``: the stem of the whole-model graph for a split graph's stem."""
-    from .fold import GRAPH_NAMES
+    from .names import GRAPH_NAMES, MODEL
 
-    for graph in (g for g in GRAPH_NAMES if g != "model"):
+    for graph in (g for g in GRAPH_NAMES if g != MODEL):
         if stem.endswith("." + graph):
             return stem[: -len(graph) - 1]
     return stem

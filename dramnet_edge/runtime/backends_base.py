@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export.names import (DECODER_FULL, DECODER_INPUTS, DECODER_LIGHT, ENCODER, GATE, INPUT,  # noqa: F401
+                             SPLIT_GRAPHS)  # (DECODER_INPUTS and SPLIT_GRAPHS were defined here: still importable)
 from ..export.sidecar import read_sidecar
 from ..errors import UserError
-
-SPLIT_GRAPHS = ("encoder", "decoder_full", "decoder_light")
-DECODER_INPUTS = ("x", "level0", "level1", "level2", "level3", "blur")
+from .batching import run_batched
 
 
 class ArtifactSession:
@@ -45,7 +45,7 @@ class ArtifactSession:
         files = self._graph_files(folder)
         self._files = files
         # True when the artifact ships the skip gate as its own graph (exports since the gate graph was added)
-        self.has_gate = "gate" in files and files["gate"].exists()
+        self.has_gate = GATE in files and files[GATE].exists()
         self._handles = {name: self._load_checked(files[name]) for name in SPLIT_GRAPHS}
 
     # -- what a backend provides ------------------------------------------------------------------
@@ -90,19 +90,8 @@ class ArtifactSession:
                 raise UserError(f"unknown graph {name!r}; this artifact has: {', '.join(self._files)}")
             self._handles[name] = self._load_checked(self._files[name])
         handle = self._handles[name]
-        inputs = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
-        n = len(next(iter(inputs.values())))
-        chunk = self._chunk()
-        if chunk is None or (n == chunk) or (self.static_batch is None and n <= chunk):
-            return [np.asarray(o, dtype=np.float32) for o in self._run(handle, inputs)]
-        pieces = []
-        for start in range(0, n, chunk):
-            part = {k: v[start : start + chunk] for k, v in inputs.items()}
-            m = len(next(iter(part.values())))
-            if self.static_batch is not None and m < chunk:
-                part = {k: np.concatenate([v, np.repeat(v[-1:], chunk - m, axis=0)]) for k, v in part.items()}
-            pieces.append([np.asarray(o, dtype=np.float32)[:m] for o in self._run(handle, part)])
-        return [np.concatenate(outs) for outs in zip(*pieces)]
+        return run_batched(lambda part: [np.asarray(o, dtype=np.float32) for o in self._run(handle, part)],
+                           inputs, self._chunk(), static=self.static_batch is not None)
 
     def infer(self, tiles: np.ndarray, tau: float | None) -> tuple[np.ndarray, np.ndarray]:
         """tiles (N, 3, T, T) float32 in [0, 1] -> (restored (N, 3, T, T) float32, exited (N,) bool).
@@ -119,22 +108,21 @@ class ArtifactSession:
         out = tiles.copy()
         skip = np.zeros(n, dtype=bool)
         if self.tau_skip is not None and self.has_gate:
-            gate = self.run_graph("gate", {"x": tiles})[0]
+            gate = self.run_graph(GATE, {INPUT: tiles})[0]
             skip = gate.reshape(n, -1).max(axis=1) < self.tau_skip
         light = np.zeros(n, dtype=bool)
         run = np.flatnonzero(~skip)
         if run.size:
             sub_tiles = tiles if run.size == n else tiles[run]
-            level0, level1, level2, level3, blur = self.run_graph("encoder", {"x": sub_tiles})
-            features = {"x": sub_tiles, "level0": level0, "level1": level1, "level2": level2, "level3": level3,
-                        "blur": blur}
+            level0, level1, level2, level3, blur = self.run_graph(ENCODER, {INPUT: sub_tiles})
+            features = dict(zip(DECODER_INPUTS, (sub_tiles, level0, level1, level2, level3, blur)))
             score = blur.reshape(run.size, -1).max(axis=1)
             if self.tau_skip is not None and not self.has_gate:
                 skip[run] = score < self.tau_skip
             sub_light = np.zeros(run.size, dtype=bool) if tau is None else score < tau
             sub_skip = skip[run]
             light[run] = sub_light & ~sub_skip
-            for path, graph in ((~sub_light & ~sub_skip, "decoder_full"), (sub_light & ~sub_skip, "decoder_light")):
+            for path, graph in ((~sub_light & ~sub_skip, DECODER_FULL), (sub_light & ~sub_skip, DECODER_LIGHT)):
                 idx = np.flatnonzero(path)
                 if idx.size == 0:
                     continue

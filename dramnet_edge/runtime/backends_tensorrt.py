@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends_base import ArtifactSession
+from ..export.names import DECODER_INPUTS, INPUT, LEVELS
 from ..errors import MissingExtraError, UserError
 
 _HINT = ('pip install "dramnet-edge[tensorrt]" on a CUDA host; on a Jetson, sudo apt-get install python3-libnvinfer '
@@ -138,7 +139,7 @@ class TorchTensorRTSession(ArtifactSession):
     def _run(self, handle, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        names = ("x",) if "level0" not in inputs else ("x", "level0", "level1", "level2", "level3", "blur")
+        names = (INPUT,) if LEVELS[0] not in inputs else DECODER_INPUTS
         args = [torch.from_numpy(inputs[n]).to(self.device) for n in names]
         with torch.no_grad():
             out = handle(*args)

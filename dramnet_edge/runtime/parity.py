@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..export.formats import ExportFormat
+from ..export.names import DECODER_LIGHT, ENCODER, ENCODER_OUTPUTS, GATE, INPUT, MODEL
 from ..export.sidecar import PARITY_PHOTOS, parity_figures, parity_photos
 
 #: Worst-photo PSNR (dB) of an artifact against PyTorch FP32 below which the export warns and marks parity not ok.
@@ -46,11 +47,10 @@ def measure_parity(session, refs: dict[str, np.ndarray], photos: np.ndarray, tau
     the whole-model graph (default: the same tau).
     """
     model_tau = tau if model_tau is _SAME else model_tau
-    out_model = session.run_graph("model", {"x": photos})[0]
+    out_model = session.run_graph(MODEL, {INPUT: photos})[0]
     out_full, _ = session.infer(photos, None)
-    enc = session.run_graph("encoder", {"x": photos})
-    names = ("level0", "level1", "level2", "level3", "blur")
-    out_light = session.run_graph("decoder_light", {"x": photos, **dict(zip(names, enc))})[0]
+    enc = session.run_graph(ENCODER, {INPUT: photos})
+    out_light = session.run_graph(DECODER_LIGHT, {INPUT: photos, **dict(zip(ENCODER_OUTPUTS, enc))})[0]
     parity = {
         "reference": "PyTorch FP32, training-form model in eval mode",
         "photos": list(PARITY_PHOTOS),
@@ -61,7 +61,7 @@ def measure_parity(session, refs: dict[str, np.ndarray], photos: np.ndarray, tau
     }
     checked = ["model", "full", "light"]
     if getattr(session, "has_gate", False) and "gate" in refs:  # the skip gate's blur scores vs DRAMNet.gate
-        parity["gate"] = parity_figures(refs["gate"], session.run_graph("gate", {"x": photos})[0])
+        parity["gate"] = parity_figures(refs["gate"], session.run_graph(GATE, {INPUT: photos})[0])
         checked.append("gate")
     if tau is not None:
         _, exited = session.infer(photos, tau)
