@@ -134,8 +134,9 @@ def quickstart_command(out, fast, threads, overwrite):
     """Train -> export (onnx, openvino; fp32 and int8) -> calibrate -> validate -> bench, with every step
     timed, into OUT/report.md, OUT/summary.json and OUT/plots/.
 
-    The train step fine-tunes the shipped default model (dramnet_lite) for a few hundred steps with the quick recipe's data (no
-    shipped weights: it trains the quick recipe from scratch instead). A failing step is reported and the others
+    The train step fine-tunes the shipped default model (dramnet_lite) for a few minutes with the quick recipe's
+    data, on crops of the model's tile (50 steps of 224-px crops for the shipped weights; no shipped weights: it
+    trains the quick recipe from scratch instead). A failing step is reported and the others
     go on where they can; the exit code is 1 if any step failed.
     """
     from ..bench.quickstart import run_quickstart
