@@ -23,3 +23,13 @@ def test_efficiency_uses_the_peak_of_the_precision():
     assert efficiency(0.5, 20.0, "int8", {"fp32_gflops": 100.0, "int8_gops": None})["peak_name"] == "FP32"
     with pytest.raises(ValueError, match="gmacs_per_tile > 0"):
         efficiency(0.0, 1.0, "fp32", peak)
+
+
+def test_gemm_peak_runs_at_the_asked_threads_and_restores_torch_setting():
+    import torch
+
+    before = torch.get_num_threads()
+    p = gemm_peak(n=128, min_seconds=0.02, threads=1)
+    assert p["threads"] == 1 and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        gemm_peak(threads=0)

@@ -323,13 +323,15 @@ def run_bench(
     targets: list[Target], images: list[BenchImage], policies: list[ExitPolicy], *, warmup: int = 1,
     repeat: int = 3, overlap: int = 32, batch_size: int = 8, power: bool = True,
     log: Callable[[str], None] | None = None, device: str = "cpu",
-    only: Callable[[Target, ExitPolicy], bool] | None = None, measure_peak: bool = True,
+    only: Callable[[Target, ExitPolicy], bool] | None = None, measure_peak: bool = True, threads: int | None = None,
 ) -> dict:
     """Benchmark every target under every policy, interleaved (see module docstring). Returns the result dict:
     {"device": {...}, "settings": {...}, "power": {...}, "input_psnr": mean PSNR of the inputs against their
-    targets (None without targets), "runs": [one dict per (target, policy)], "peak": this CPU's GEMM peak measured
-    after the runs (``bench.peak.gemm_peak``; None on CUDA or with ``measure_peak=False``)}. No-exit runs also get
-    their MACs per tile, achieved GMAC/s and share of the peak. ``only(target, policy)`` restricts which pairs run
+    targets (None without targets), "runs": [one dict per (target, policy)], "peaks": this CPU's GEMM peak measured
+    after the runs (``bench.peak.gemm_peak``) at each thread count the runs used, keyed by it (torch runs: torch's
+    thread count; artifact runs: ``threads``, else the number of logical CPUs, the most their runtimes use) (None on
+    CUDA or with ``measure_peak=False``)}. No-exit runs also get their MACs per tile, achieved GMAC/s and share of
+    the peak at their thread count. ``only(target, policy)`` restricts which pairs run
     (the others are left out, not reported)."""
     from .device import PeakMemory, PowerSampler, device_info, tensorrt_memory_mb
 
@@ -401,13 +403,15 @@ def run_bench(
         power_summary = sampler.summary()
         for run in runs:
             run.memory["power_w"] = sampler.mean_watts_over(run.segments)
-    peak = None
-    if measure_peak and not cuda:
+    peaks = None
+    if measure_peak and not cuda and runs:
         from .peak import gemm_peak
 
-        peak = gemm_peak()
-        log(f"GEMM peak at {peak['threads']} thread(s): FP32 {peak['fp32_gflops']} GFLOP/s, BF16 "
-            f"{peak['bf16_gflops'] or '-'}, INT8 {peak['int8_gops'] or '-'} GOP/s")
+        peaks = {}
+        for n in sorted({_run_threads(run.target, threads) for run in runs}):
+            peak = peaks[n] = gemm_peak(threads=n)
+            log(f"GEMM peak at {n} thread(s): FP32 {peak['fp32_gflops']} GFLOP/s, BF16 "
+                f"{peak['bf16_gflops'] or '-'}, INT8 {peak['int8_gops'] or '-'} GOP/s")
     info = device_info()
     info["device"] = device
     result = {
@@ -420,11 +424,22 @@ def run_bench(
         "input_psnr": float(np.mean([_psnr(i.image, i.target) for i in images if i.target is not None]))
         if any(i.target is not None for i in images) else None,
         "runs": _summarise(runs, rows_skipped, images),
-        "peak": peak,
+        "peaks": None if peaks is None else {str(n): p for n, p in peaks.items()},
     }
-    if peak is not None:
-        _add_efficiency(result["runs"], runs, peak)
+    if peaks:
+        _add_efficiency(result["runs"], runs, peaks, threads)
     return result
+
+
+def _run_threads(target: Target, threads: int | None) -> int:
+    """Threads a run computes with: torch's setting for torch targets; for artifacts the count they were given,
+    else the logical CPUs (ONNX Runtime and OpenVINO default to at most that: a peak at more threads than a runtime
+    used understates its share, never overstates it)."""
+    if target.backend == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    return threads or os.cpu_count() or 1
 
 
 def _gmacs_per_tile(target: Target) -> float | None:
@@ -449,7 +464,7 @@ def _gmacs_per_tile(target: Target) -> float | None:
     return count_macs(net, target.tile) / 1e9
 
 
-def _add_efficiency(rows: list[dict], runs: list[_Run], peak: dict) -> None:
+def _add_efficiency(rows: list[dict], runs: list[_Run], peaks: dict, threads: int | None) -> None:
     """Achieved GMAC/s and share of this CPU's peak for the no-exit runs (every tile on the full path, so the MACs
     per tile are the work done; exit runs do less work per tile and get no figure)."""
     from .peak import efficiency
@@ -463,8 +478,10 @@ def _add_efficiency(rows: list[dict], runs: list[_Run], peak: dict) -> None:
             cache[key] = _gmacs_per_tile(run.target)
         gmacs = cache[key]
         if gmacs:
+            n = _run_threads(run.target, threads)
             row["gmacs_per_tile"] = round(gmacs, 4)
-            row.update(efficiency(gmacs, row["tiles_per_s"], row["precision"], peak))
+            row["peak_threads"] = n
+            row.update(efficiency(gmacs, row["tiles_per_s"], row["precision"], peaks[n]))
 
 
 def _summarise(runs: list[_Run], skipped: list[tuple[Target, ExitPolicy, str]], images: list[BenchImage]) -> list[dict]:
@@ -553,6 +570,6 @@ def bench(artifacts: list[str | os.PathLike] = (), *, checkpoint: str | os.PathL
         if t.skipped and log:
             log(f"skipping {t.artifact}: {t.skipped}")
     result = run_bench(tg, imgs, policies, warmup=warmup, repeat=repeat, overlap=overlap, batch_size=batch_size,
-                       power=power, log=log, device=device)
+                       power=power, log=log, device=device, threads=threads)
     result["settings"]["threads"] = threads
     return result

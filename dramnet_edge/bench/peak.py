@@ -33,10 +33,26 @@ def _rate(fn, ops: float, min_seconds: float) -> float:
     return ops / best
 
 
-def gemm_peak(n: int = 1024, min_seconds: float = 0.3, isa: list[str] | None = None) -> dict:
-    """{"threads", "n", "fp32_gflops", "bf16_gflops", "int8_gops", "isa", "notes"} for n x n x n products.
+def gemm_peak(n: int = 1024, min_seconds: float = 0.3, isa: list[str] | None = None,
+              threads: int | None = None) -> dict:
+    """{"threads", "n", "fp32_gflops", "bf16_gflops", "int8_gops", "isa", "notes"} for n x n x n products, at
+    ``threads`` torch threads (default: torch's current setting, which is restored afterwards).
 
-    Raises ValueError for n < 64 or min_seconds <= 0."""
+    Raises ValueError for n < 64, min_seconds <= 0 or threads < 1."""
+    import torch
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _gemm_peak(n, min_seconds, isa)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _gemm_peak(n: int, min_seconds: float, isa: list[str] | None) -> dict:
     import torch
 
     if n < 64:
