@@ -44,17 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         print(f"--repeat must be >= 1, got {args.repeat}", file=sys.stderr)
         return 2
+    from dramnet_edge.bench.photos import parse_size, timing_frame
+
     try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        print(f"--size must look like 1280x720, got {args.size!r}", file=sys.stderr)
+        w, h = parse_size(args.size)
+    except ValueError as e:
+        print(f"--size: {e}", file=sys.stderr)
         return 2
 
-    import cv2
-    import numpy as np
     import torch
 
-    from dramnet_edge.data.families import load_photo
     from dramnet_edge.data.io import read_image, write_image
     from dramnet_edge.models.builder import load_model
     from dramnet_edge.runtime.session import open_session
@@ -67,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no --checkpoint given and no shipped weights found", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="frame_time_"))
-    frame = cv2.resize(load_photo("motorcycle_left"), (w, h), interpolation=cv2.INTER_AREA)
     src = work / "frame.png"
-    write_image(src, torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))))
+    write_image(src, torch.from_numpy(timing_frame(w, h)))
     models = []
     for path in paths:
         t0 = time.perf_counter()

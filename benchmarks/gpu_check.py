@@ -366,13 +366,10 @@ def section_train_bench(ctx) -> dict:
 
 
 def _frame(ctx) -> np.ndarray:
-    from dramnet_edge.data.families import load_photo
-
-    import cv2
+    from dramnet_edge.bench.photos import timing_frame
 
     h, w = ctx.frame
-    photo = load_photo("motorcycle_left")
-    return np.ascontiguousarray(cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA).transpose(2, 0, 1))
+    return timing_frame(w, h)
 
 
 _RUNTIME_METHODS = ("gate_features", "encode_levels", "decode")

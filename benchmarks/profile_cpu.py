@@ -43,15 +43,6 @@ import numpy as np  # noqa: E402
 BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
-def _frame(width: int, height: int) -> np.ndarray:
-    import cv2
-
-    from dramnet_edge.data.families import load_photo
-
-    photo = load_photo("motorcycle_left")
-    return np.ascontiguousarray(cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA).transpose(2, 0, 1))
-
-
 def _run_frames(session, frame: np.ndarray, repeat: int, on_untimed=None) -> float:
     """One untimed pass, then ``repeat`` timed ones; returns seconds per frame (mean)."""
     from dramnet_edge.runtime.tiling import deblur_image
@@ -304,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from dramnet_edge.bench.device import _cpu_model, _versions, cpu_isa
+    from dramnet_edge.bench.photos import parse_size, timing_frame
     from dramnet_edge.deploy.export import export_model
     from dramnet_edge.models.builder import load_model
     from dramnet_edge.weights import EMBEDDED_DEFAULT, default_checkpoint
@@ -314,14 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile_cpu: unknown backend(s) {bad} (choose from {', '.join(BACKENDS)}) or --repeat < 1", file=sys.stderr)
         return 2
     try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        print(f"profile_cpu: --size must be WxH, got {args.size!r}", file=sys.stderr)
+        width, height = parse_size(args.size)
+    except ValueError as e:
+        print(f"profile_cpu: --size: {e}", file=sys.stderr)
         return 2
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint(EMBEDDED_DEFAULT)
     net, meta = load_model(ckpt)
     net.eval()
-    frame = _frame(width, height)
+    frame = timing_frame(width, height)
     from dramnet_edge.runtime.tiling import count_tiles
 
     result = {"frame": f"{width}x{height}", "tile": net.tile, "tiles": count_tiles(height, width, net.tile, 32), "repeat": args.repeat,

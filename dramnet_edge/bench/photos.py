@@ -82,3 +82,25 @@ def write_half_sharp_set(folder: str | os.PathLike, names: tuple[str, ...] = HEL
         write_image(folder / "blur" / f"{name}.png", torch.from_numpy(blurred))
         write_image(folder / "sharp" / f"{name}.png", torch.from_numpy(sharp))
     return folder / "blur", folder / "sharp"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"1280x720" -> (1280, 720); UserError naming the value otherwise."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"frame size must look like 1280x720, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise UserError(f"frame size must be positive, got {text!r}")
+    return width, height
+
+
+def timing_frame(width: int = 1280, height: int = 720) -> np.ndarray:
+    """The timing frame of the benchmarks: scikit-image's motorcycle_left (a training photo: timing does not depend on
+    content without an early exit) resized to width x height, (3, H, W) float32 in [0, 1]."""
+    import cv2
+
+    from ..data.families import load_photo as load_shipped_photo
+
+    frame = cv2.resize(load_shipped_photo("motorcycle_left"), (width, height), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(frame.transpose(2, 0, 1))
