@@ -184,6 +184,9 @@ class _Doubler(ArtifactSession):
         self._files = {}
         self._handles = {"g": None}
 
+    def _load(self, path):  # its one graph is pre-opened above
+        return None
+
     def _run(self, handle, inputs):
         n = len(inputs["x"])
         self.calls.append(n)

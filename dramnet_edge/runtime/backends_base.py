@@ -10,6 +10,7 @@ A backend subclass only says how to load one graph file and run it on exact-size
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ..errors import UserError
 from .batching import run_batched
 
 
-class ArtifactSession:
+class ArtifactSession(abc.ABC):
     """Base class: subclasses set ``backend`` and implement ``_load(path)`` and ``_run(handle, inputs)``."""
 
     backend = ""
@@ -49,11 +50,13 @@ class ArtifactSession:
         self._handles = {name: self._load_checked(files[name]) for name in SPLIT_GRAPHS}
 
     # -- what a backend provides ------------------------------------------------------------------
+    @abc.abstractmethod
     def _load(self, path: Path):
-        raise NotImplementedError
+        """Open one graph file; returns the backend's handle for ``_run``."""
 
+    @abc.abstractmethod
     def _run(self, handle, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        raise NotImplementedError
+        """Run a graph handle on named float32 inputs; returns its outputs in graph order."""
 
     # -- shared ---------------------------------------------------------------------------------
     def _load_checked(self, path: Path):
