@@ -157,20 +157,19 @@ def _wrap_graphs(session, per_graph: dict) -> None:
 
 
 def profile_onnxruntime(artifact: Path, frame: np.ndarray, repeat: int, work: Path) -> dict:
-    import onnxruntime as ort
-
     from dramnet_edge.runtime.backends_onnxruntime import OnnxRuntimeSession
 
     handles = {}
 
     class Profiled(OnnxRuntimeSession):
-        def _load(self, path):
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        def _options(self, path):
+            options = super()._options(path)
             options.enable_profiling = True
             options.profile_file_prefix = str(work / f"ort_{Path(path).stem}")
-            handle = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            handles[Path(path).name] = handle
+            return options
+
+        def _load(self, path):
+            handle = handles[Path(path).name] = super()._load(path)
             return handle
 
     session = Profiled(artifact)
@@ -198,8 +197,7 @@ def _artifact_result(frame_s: float, per_graph: dict, ops: dict, repeat: int, ex
 
 
 def profile_openvino(artifact: Path, frame: np.ndarray, repeat: int, f32: bool = True) -> dict:
-    import openvino as ov
-
+    from dramnet_edge.export.onnx2openvino import compile_openvino
     from dramnet_edge.runtime.backends_openvino import OpenVINOSession
 
     ops = collections.defaultdict(float)
@@ -208,10 +206,7 @@ def profile_openvino(artifact: Path, frame: np.ndarray, repeat: int, f32: bool =
 
     class Profiled(OpenVINOSession):
         def _load(self, path):
-            config = {"PERF_COUNT": "YES"}
-            if self.f32:
-                config["INFERENCE_PRECISION_HINT"] = "f32"
-            compiled = ov.Core().compile_model(str(path), "CPU", config)
+            compiled = compile_openvino(path, f32=self.f32, threads=self.threads, extra={"PERF_COUNT": "YES"})
             return compiled, compiled.create_infer_request()
 
         def _run(self, handle, inputs):

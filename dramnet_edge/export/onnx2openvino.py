@@ -74,11 +74,12 @@ def torch_to_openvino(module, example_inputs, xml_path: str | os.PathLike, *, in
 
 
 def compile_openvino(xml_path: str | os.PathLike, *, f32: bool = True, threads: int | None = None,
-                     device: str = "CPU"):
-    """Compile an IR for ``device``. f32=True pins INFERENCE_PRECISION_HINT to f32 (parity; AMX Xeons pick bf16)."""
+                     device: str = "CPU", extra: dict | None = None):
+    """Compile an IR for ``device``. f32=True pins INFERENCE_PRECISION_HINT to f32 (parity; AMX Xeons pick bf16).
+    ``extra``: more OpenVINO properties (e.g. ``{"PERF_COUNT": "YES"}`` for per-node counters)."""
     import openvino as ov
 
-    config = {}
+    config = dict(extra or {})
     if f32:
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if threads:

@@ -28,7 +28,8 @@ class OnnxRuntimeSession(ArtifactSession):
             self.graph_key = "onnx_graphs"
         return super()._graph_files(folder)
 
-    def _load(self, path: Path):
+    def _options(self, path: Path):
+        """The SessionOptions of one graph (a profiler subclass adds profiling here)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -36,6 +37,12 @@ class OnnxRuntimeSession(ArtifactSession):
         if self.threads:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+        return options
+
+    def _load(self, path: Path):
+        import onnxruntime as ort
+
+        options = self._options(path)
         providers = ["CPUExecutionProvider"]
         if str(self.device).startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
