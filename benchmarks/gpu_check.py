@@ -63,6 +63,11 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -235,7 +240,8 @@ def section_train_default(ctx) -> dict:
     overrides = list(ctx.train_overrides)
     workers = ctx.workers
     overrides += [f"data.num_workers={workers}", f"run.device={'cuda' if dev.type == 'cuda' else 'cpu'}"]
-    cfg = load_config(GPU_RECIPE, overrides)
+    recipe = ctx.recipe
+    cfg = load_config(recipe, overrides)
     probe = _probe_rates(ctx, cfg)
     batch = cfg.data.batch_size
     gpu_rate = 1.0 / probe["gpu_step_s"]
@@ -244,7 +250,7 @@ def section_train_default(ctx) -> dict:
     seconds = min(ctx.train_s, max(0.0, ctx.budget.left() - ctx.reserve_s))
     # leave room for DataLoader start-up and the validations
     iters = max(ctx.min_iters, int(rate * max(seconds - ctx.train_overhead_s, 1.0) * 0.92))
-    cfg = load_config(GPU_RECIPE, overrides + [f"stages.0.iters={iters}",
+    cfg = load_config(recipe, overrides + [f"stages.0.iters={iters}",
                                                f"run.val_every={max(1, iters // 4)}",
                                                f"run.ckpt_every={max(1, iters // 8)}"])
     run_dir = Path(tempfile.mkdtemp(prefix="gpu_train_"))
@@ -269,7 +275,7 @@ def section_train_default(ctx) -> dict:
             shutil.copy(run_dir / name, out / name)
     ctx.trained = out / "model.safetensors"
     peak = _peak_gb(dev)
-    return {"recipe": str(GPU_RECIPE.relative_to(ROOT)), "overrides": overrides + [f"stages.0.iters={iters}"],
+    return {"recipe": _rel(recipe), "overrides": overrides + [f"stages.0.iters={iters}"],
             "probe": probe, "gpu_rate_it_s": round(gpu_rate, 2), "data_rate_it_s": round(data_rate, 2),
             "iters": iters, "batch": batch, "workers": workers, "wall_s": round(wall, 1),
             "finished": bool(metrics), "interrupted": interrupted, "metrics": metrics, "peak_gpu_memory_gib": None if peak is None else round(peak, 2)}
@@ -530,6 +536,7 @@ def build_context(args) -> Context:
     ctx.smoke = args.smoke
     ctx.budget = Budget(args.budget_s)
     ctx.trained = None
+    ctx.recipe = Path(args.recipe)
     cuda = torch.cuda.is_available() and not args.smoke
     ctx.device = torch.device("cuda" if cuda else "cpu")
     if args.smoke:
@@ -537,7 +544,8 @@ def build_context(args) -> Context:
         ctx.train_s, ctx.train_overhead_s, ctx.reserve_s, ctx.min_iters = 5.0, 2.0, 0.0, 2
         ctx.workers = args.workers if args.workers is not None else 0
         ctx.train_overrides = ["model.name=dramnet_tiny", "model.overrides.tile=112", "data.crop=112",
-                               "data.batch_size=2", "data.val_size=2", "run.log_every=1"]
+                               "data.batch_size=2", "data.val_size=2", "run.log_every=1",
+                               "model.init_checkpoint=null"]
         ctx.probe_steps, ctx.probe_samples = 2, 2
         ctx.bench_models, ctx.bench_batches, ctx.bench_tile, ctx.bench_steps = ["dramnet_tiny"], [1, 2], 112, 1
         ctx.infer_models, ctx.infer_batches, ctx.infer_reps = ["dramnet_tiny"], [8, "all"], 1
@@ -567,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-s", type=float, default=300.0, help="seconds for train_default (default 300)")
     ap.add_argument("--workers", type=int, default=None, help="data workers for train_default (default: CPUs - 2, <= 14)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--recipe", type=Path, default=GPU_RECIPE,
+                    help="training recipe for train_default (default train/embedded-default-gpu.yaml; "
+                         "train/embedded-default-gpu-soft.yaml continues from the shipped weights)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override of the GPU recipe for train_default (as `dramnet-edge train --set`)")
     args = ap.parse_args(argv)
@@ -574,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         print(f"gpu_check: unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    if not Path(args.recipe).is_file():
+        print(f"gpu_check: --recipe {args.recipe} is not a file", file=sys.stderr)
         return 2
     if args.budget_s <= 0 or args.train_s <= 0:
         print("gpu_check: --budget-s and --train-s must be > 0", file=sys.stderr)
