@@ -413,7 +413,11 @@ def section_infer(ctx) -> dict:
                              "p90_ms": round(_pct(times, 90) * 1e3, 1), "finite": bool(np.isfinite(out).all())})
         rows_compile = []
         for precision in ctx.compile_precisions:
-            if name not in ctx.compile_models or ctx.budget.left() < ctx.reserve_s + ctx.compile_reserve_s:
+            if name not in ctx.compile_models:
+                continue
+            if ctx.budget.left() < ctx.reserve_s + ctx.compile_reserve_s:
+                rows_compile.append({"model": name, "mode": "compile", "precision": precision,
+                                     "skipped": "time budget"})
                 continue
             try:
                 torch._dynamo.reset()
@@ -560,7 +564,7 @@ def build_context(args) -> Context:
         ctx.probe_steps, ctx.probe_samples = 10, 24
         ctx.bench_models, ctx.bench_batches, ctx.bench_tile, ctx.bench_steps = ["dramnet_s", "dramnet_b"], [8, 16, 32], 224, 4
         ctx.infer_models, ctx.infer_batches, ctx.infer_reps = ["dramnet_lite", "dramnet_tiny", "dramnet_s", "dramnet_b"], [8, "all"], 5
-        ctx.compile_models, ctx.compile_precisions, ctx.compile_reserve_s = ["dramnet_lite", "dramnet_s"], ["bf16"], 90.0
+        ctx.compile_models, ctx.compile_precisions, ctx.compile_reserve_s = ["dramnet_lite", "dramnet_tiny", "dramnet_s", "dramnet_b"], ["bf16"], 90.0
         ctx.frame = (720, 1280)
         ctx.early_exit_side = 448
     return ctx
