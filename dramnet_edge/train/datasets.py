@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch.utils.data import Dataset
 
@@ -14,13 +12,10 @@ from .config import StageConfig, TrainConfig
 def synthetic_config(fields: dict, where: str):
     """A ``SyntheticBlurConfig`` from recipe fields; an unknown field is a one-line error naming ``where`` and the
     accepted fields."""
+    from ..data.datasets import config_from_fields
     from ..data.synthetic import SyntheticBlurConfig
 
-    try:
-        return SyntheticBlurConfig(**fields)
-    except TypeError as e:
-        accepted = ", ".join(f.name for f in dataclasses.fields(SyntheticBlurConfig))
-        raise UserError(f"{where}: {e}; accepted: {accepted}") from None
+    return config_from_fields(SyntheticBlurConfig, fields, where)
 
 
 def build_datasets(cfg: TrainConfig, tile: int | None) -> tuple[Dataset, Dataset]:
