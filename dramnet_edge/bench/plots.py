@@ -25,6 +25,16 @@ def _runs(result: dict) -> list[dict]:
     return [r for r in result["runs"] if not r.get("skipped")]
 
 
+def _save(plt, fig, path: str | os.PathLike) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_tradeoff(result: dict, path: str | os.PathLike) -> Path:
     plt = _pyplot()
     runs = _runs(result)
@@ -53,12 +63,7 @@ def plot_tradeoff(result: dict, path: str | os.PathLike) -> Path:
     ax.set_title("Early exit: speed against quality")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_latency(result: dict, path: str | os.PathLike) -> Path:
@@ -78,12 +83,7 @@ def plot_latency(result: dict, path: str | os.PathLike) -> Path:
     ax.set_ylabel("latency per image (ms): p50, whisker to p90")
     ax.set_title("Latency per backend and exit policy")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write_plots(result: dict, folder: str | os.PathLike) -> list[Path]:

@@ -432,10 +432,10 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
 def _write_json_report(output: str | os.PathLike, report: dict) -> Path:
     import json
 
-    from ..export.io import write_atomically
+    from ..io_utils import atomic_write
     from .pipeline import _json_default, report_paths
 
     json_path, _ = report_paths(output)
     text = json.dumps(report, indent=2, default=_json_default) + "\n"
-    write_atomically(json_path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
     return json_path

@@ -152,187 +152,238 @@ def _is_fixed_transform(array: np.ndarray) -> bool:
     return False
 
 
-def analyse_graph(model, aliases: dict[str, str] | None = None) -> GraphLayers:
-    """Layer groups and sensitive nodes of an ONNX ModelProto (see module docstring)."""
-    graph = model.graph
-    consts = constant_arrays(model)
-    init_names = {i.name for i in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    aliases = aliases or {}
-    resolved: dict[str, str] = {}
+class _GraphIndex:
+    """Look-ups over one ONNX graph the finders share: constants, producers, consumers, parameter names."""
 
-    def param_name(tensor: str) -> str | None:
+    def __init__(self, model, aliases: dict[str, str] | None):
+        graph = model.graph
+        self.graph = graph
+        self.consts = constant_arrays(model)
+        self.init_names = {i.name for i in graph.initializer}
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.by_name = {n.name: n for n in graph.node}
+        self.aliases = aliases or {}
+        self._resolved: dict[str, str] = {}
+        self.own = self._own_paths()
+
+    def param_name(self, tensor: str) -> str | None:
         """A dotted parameter name for an initializer, resolved through aliases; None when unknown."""
-        if tensor in resolved:
-            return resolved[tensor] or None
+        if tensor in self._resolved:
+            return self._resolved[tensor] or None
         name = None
-        if tensor in consts and aliases:
-            name = aliases.get(_digest(consts[tensor]))
-        if name is None and tensor in init_names and "." in tensor:
+        if tensor in self.consts and self.aliases:
+            name = self.aliases.get(_digest(self.consts[tensor]))
+        if name is None and tensor in self.init_names and "." in tensor:
             name = tensor
-        resolved[tensor] = name or ""
+        self._resolved[tensor] = name or ""
         return name
 
-    # A node's own module path: from its weight (Conv/Gemm input 1, a MatMul's constant operand) or, for
-    # LayerNormalization, its scale; only from initializers no other node reads (the exporter shares identical
-    # constants such as Haar and DFT matrices between blocks, so their names point at the first block only).
-    own: dict[str, str] = {}
-    for node in graph.node:
-        if node.op_type in ("Conv", "Gemm"):
-            candidates = node.input[1:2]
-        elif node.op_type in ("MatMul", "LayerNormalization"):
-            candidates = node.input[:2] if node.op_type == "MatMul" else node.input[1:2]
-        else:
-            continue
-        for tensor in candidates:
-            if tensor in consts and len(consumers.get(tensor, [])) == 1:
-                pn = param_name(tensor)
-                if pn is not None:
-                    own[node.name] = _module_path(pn)
-                    break
+    def _own_paths(self) -> dict[str, str]:
+        """A node's own module path: from its weight (Conv/Gemm input 1, a MatMul's constant operand) or, for
+        LayerNormalization, its scale; only from initializers no other node reads (the exporter shares identical
+        constants such as Haar and DFT matrices between blocks, so their names point at the first block only)."""
+        own: dict[str, str] = {}
+        for node in self.graph.node:
+            if node.op_type in ("Conv", "Gemm"):
+                candidates = node.input[1:2]
+            elif node.op_type in ("MatMul", "LayerNormalization"):
+                candidates = node.input[:2] if node.op_type == "MatMul" else node.input[1:2]
+            else:
+                continue
+            for tensor in candidates:
+                if tensor in self.consts and len(self.consumers.get(tensor, [])) == 1:
+                    pn = self.param_name(tensor)
+                    if pn is not None:
+                        own[node.name] = _module_path(pn)
+                        break
+        return own
 
-    def search(start, upstream: bool, hops: int = 12) -> tuple[int, str | None]:
+    def _search(self, start, upstream: bool, hops: int = 12) -> tuple[int, str | None]:
         """(distance, module path) of the nearest node with a path, walking only up (producers) or only down."""
         seen, frontier = {start.name}, [start]
         for distance in range(1, hops + 1):
             nxt = []
             for n in frontier:
                 if upstream:
-                    linked = [producer.get(t) for t in n.input if t not in consts]
+                    linked = [self.producer.get(t) for t in n.input if t not in self.consts]
                 else:
-                    linked = [c for t in n.output for c in consumers.get(t, [])]
+                    linked = [c for t in n.output for c in self.consumers.get(t, [])]
                 for m in linked:
                     if m is not None and m.name not in seen:
                         seen.add(m.name)
                         nxt.append(m)
             for m in nxt:
-                if m.name in own:
-                    return distance, own[m.name]
+                if m.name in self.own:
+                    return distance, self.own[m.name]
             frontier = nxt
         return hops + 1, None
 
-    def nearest_path(node) -> str:
+    def nearest_path(self, node) -> str:
         """The module path of the nearest node along the data flow, without sideways steps (a residual Add's
         other input belongs to an earlier block); a tie goes upstream."""
-        d_up, up = search(node, True)
-        d_down, down = search(node, False)
+        d_up, up = self._search(node, True)
+        d_down, down = self._search(node, False)
         if up is None and down is None:
             return "graph"
         return up if (up is not None and d_up <= d_down) or down is None else down
 
+
+def _layer_groups(g: _GraphIndex) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """(quantizable nodes in graph order, node -> group, node -> label)."""
     quantizable, group_of, label_of = [], {}, {}
-    for node in graph.node:
+    for node in g.graph.node:
         if node.op_type in QUANTIZED_OP_TYPES:
-            path = own.get(node.name)
+            path = g.own.get(node.name)
             quantizable.append(node.name)
             if path is None:
-                near = nearest_path(node)
+                near = g.nearest_path(node)
                 group_of[node.name] = module_group(near)
                 label_of[node.name] = f"{near}/{node.name}"
             else:
                 group_of[node.name] = module_group(path)
                 label_of[node.name] = path
+    return quantizable, group_of, label_of
 
-    sensitive: dict[str, str] = {}
-    qset = set(quantizable)
 
-    # DFT matmuls
-    for node in graph.node:
-        if node.op_type == "MatMul" and any(
-            t in consts and (_is_fixed_transform(consts[t]) or "dft" in t.lower()) for t in node.input
-        ):
-            sensitive[node.name] = "dft"
+# The sensitive-node finders, one per pattern: finder(graph index, what the earlier finders found) -> {node: kind}.
 
-    # the spectral layers between a forward and an inverse DFT (the Fourier expert's 1x1 convs on [re, im]): a
-    # spectrum's DC term dwarfs the rest, so one per-tensor INT8 scale wipes out the high frequencies
-    dft_nodes = {n for n, k in sensitive.items() if k == "dft"}
 
-    def spectral_paths(node, depth: int = 10) -> set[str]:
-        found: set[str] = set()
+def _find_dft_matmuls(g: _GraphIndex, found: dict[str, str]) -> dict[str, str]:
+    """MatMuls with a constant fixed-transform operand (or an initializer named ``dft``)."""
+    return {node.name: "dft" for node in g.graph.node if node.op_type == "MatMul" and any(
+        t in g.consts and (_is_fixed_transform(g.consts[t]) or "dft" in t.lower()) for t in node.input)}
+
+
+def _find_spectral_layers(g: _GraphIndex, found: dict[str, str], depth: int = 10) -> dict[str, str]:
+    """The spectral layers between a forward and an inverse DFT (the Fourier expert's 1x1 convs on [re, im]): a
+    spectrum's DC term dwarfs the rest, so one per-tensor INT8 scale wipes out the high frequencies."""
+    dft_nodes = {n for n, k in found.items() if k == "dft"}
+
+    def spectral_paths(node) -> set[str]:
+        paths: set[str] = set()
 
         def walk(n, path, d):
             for t in n.output:
-                for c in consumers.get(t, []):
+                for c in g.consumers.get(t, []):
                     if c.name in dft_nodes:
-                        found.update(path)
+                        paths.update(path)
                     elif d < depth and c.op_type in _SPECTRAL_OPS:
                         walk(c, path + [c.name], d + 1)
 
         walk(node, [], 0)
-        return found
+        return paths
 
-    by_name = {n.name: n for n in graph.node}
+    out: dict[str, str] = {}
     for name in list(dft_nodes):
-        for n in spectral_paths(by_name[name]):
-            if by_name[n].op_type in QUANTIZED_OP_TYPES:
-                sensitive.setdefault(n, "dft")
+        for n in spectral_paths(g.by_name[name]):
+            if g.by_name[n].op_type in QUANTIZED_OP_TYPES:
+                out.setdefault(n, "dft")
+    return out
 
-    # softmax attention: the logits MatMul upstream, the weights MatMul downstream
+
+def _find_softmax_attention(g: _GraphIndex, found: dict[str, str]) -> dict[str, str]:
+    """Softmax attention: the logits MatMul upstream of each Softmax, the weights MatMul(s) downstream."""
+
     def walk_up(tensor: str, hops: int = 4):
         for _ in range(hops):
-            p = producer.get(tensor)
+            p = g.producer.get(tensor)
             if p is None:
                 return None
             if p.op_type == "MatMul":
                 return p
             if p.op_type not in _PASS_THROUGH:
                 return None
-            tensor = next((i for i in p.input if i not in consts), p.input[0])
+            tensor = next((i for i in p.input if i not in g.consts), p.input[0])
         return None
 
     def walk_down(tensor: str, hops: int = 3):
-        found, frontier = [], [tensor]
+        matmuls, frontier = [], [tensor]
         for _ in range(hops):
             nxt = []
             for t in frontier:
-                for c in consumers.get(t, []):
+                for c in g.consumers.get(t, []):
                     if c.op_type == "MatMul":
-                        found.append(c)
+                        matmuls.append(c)
                     elif c.op_type in _PASS_THROUGH:
                         nxt.extend(c.output)
             frontier = nxt
-        return found
+        return matmuls
 
-    for node in graph.node:
+    out: dict[str, str] = {}
+    for node in g.graph.node:
         if node.op_type == "Softmax":
             up = walk_up(node.input[0])
             if up is not None:
-                sensitive.setdefault(up.name, "softmax_attention")
+                out.setdefault(up.name, "softmax_attention")
             for c in walk_down(node.output[0]):
-                sensitive.setdefault(c.name, "softmax_attention")
+                out.setdefault(c.name, "softmax_attention")
+    return out
 
-    # blur-map head
-    for node in graph.node:
+
+def _find_blur_map_head(g: _GraphIndex, found: dict[str, str]) -> dict[str, str]:
+    """The blur-map head: a 1-output-channel Conv fed by an AveragePool and feeding a Sigmoid, or a Conv whose
+    weight is under ``blur_map`` named ``head``."""
+    out: dict[str, str] = {}
+    for node in g.graph.node:
         if node.op_type != "Conv":
             continue
-        w = consts.get(node.input[1]) if len(node.input) > 1 else None
-        pn = param_name(node.input[1]) if len(node.input) > 1 else None
+        w = g.consts.get(node.input[1]) if len(node.input) > 1 else None
+        pn = g.param_name(node.input[1]) if len(node.input) > 1 else None
         by_name = pn is not None and "blur_map" in pn and ".head." in f".{_module_path(pn)}."
-        p = producer.get(node.input[0])
+        p = g.producer.get(node.input[0])
         by_structure = (
             w is not None and w.shape[0] == 1 and p is not None and p.op_type == "AveragePool"
-            and any(c.op_type == "Sigmoid" for c in consumers.get(node.output[0], []))
+            and any(c.op_type == "Sigmoid" for c in g.consumers.get(node.output[0], []))
         )
         if by_name or by_structure:
-            sensitive[node.name] = "blur_map_head"
+            out[node.name] = "blur_map_head"
+    return out
 
-    # last convolution(s): reach the image output through Add / Where / Clip only
-    for out in [o.name for o in graph.output if o.name == IMAGE]:
-        frontier, seen = [out], set()
+
+def _find_last_conv(g: _GraphIndex, found: dict[str, str]) -> dict[str, str]:
+    """The last convolution(s): those that reach the image output through Add / Where / Clip only."""
+    out: dict[str, str] = {}
+    for image in [o.name for o in g.graph.output if o.name == IMAGE]:
+        frontier, seen = [image], set()
         while frontier:
             t = frontier.pop()
             if t in seen:
                 continue
             seen.add(t)
-            p = producer.get(t)
+            p = g.producer.get(t)
             if p is None:
                 continue
             if p.op_type == "Conv":
-                sensitive[p.name] = "last_conv"
+                out[p.name] = "last_conv"
             elif p.op_type in _OUTPUT_PATH:
-                frontier.extend(i for i in p.input if i not in consts)
+                frontier.extend(i for i in p.input if i not in g.consts)
+    return out
+
+
+# (finder, whether its kind replaces one an earlier finder gave the same node), in the order they run.
+_FINDERS = (
+    (_find_dft_matmuls, True),
+    (_find_spectral_layers, False),
+    (_find_softmax_attention, False),
+    (_find_blur_map_head, True),
+    (_find_last_conv, True),
+)
+
+
+def analyse_graph(model, aliases: dict[str, str] | None = None) -> GraphLayers:
+    """Layer groups and sensitive nodes of an ONNX ModelProto (see module docstring)."""
+    g = _GraphIndex(model, aliases)
+    quantizable, group_of, label_of = _layer_groups(g)
+    sensitive: dict[str, str] = {}
+    for finder, replaces in _FINDERS:
+        for node, kind in finder(g, sensitive).items():
+            if replaces:
+                sensitive[node] = kind
+            else:
+                sensitive.setdefault(node, kind)
+    qset = set(quantizable)
     return GraphLayers(quantizable, group_of, label_of, {n: k for n, k in sensitive.items() if n in qset})

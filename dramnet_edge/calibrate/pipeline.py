@@ -458,14 +458,14 @@ def _parity(side_path: Path, fp32_paths: dict[str, Path], tile: int, tau, model)
 
 def write_report(output: str | os.PathLike, report: dict) -> tuple[Path, Path]:
     """Write ``m.int8.report.json`` and ``m.int8.report.md`` beside ``output``."""
-    from ..export.io import write_atomically
+    from ..io_utils import atomic_write
     from .report import report_markdown
 
     json_path, md_path = report_paths(output)
     text = json.dumps(report, indent=2, default=_json_default) + "\n"
-    write_atomically(json_path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
     md = report_markdown(report)
-    write_atomically(md_path, lambda tmp: Path(tmp).write_text(md))
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text(md))
     return json_path, md_path
 
 

@@ -115,7 +115,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
     """
     import onnx
 
-    from ..export.io import write_atomically
+    from ..io_utils import atomic_write
 
     if settings.library == "ort":
         model = _quantize_ort(fp32_path, calibration, settings, sorted(set(exclude)), cache_path)
@@ -124,7 +124,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
     fp32 = onnx.load(str(fp32_path))
     targets = {n.name for n in fp32.graph.node if n.op_type in QUANTIZED_OP_TYPES} - set(exclude)
     model = restrict_to_targets(model, fp32, targets)
-    write_atomically(out_path, lambda tmp: onnx.save(model, tmp))
+    atomic_write(out_path, lambda tmp: onnx.save(model, tmp))
 
 
 def _quantize_ort(fp32_path, calibration, settings: QuantSettings, exclude: list[str], cache_path):

@@ -66,6 +66,16 @@ def pseudo_depth_path(root: str | os.PathLike, sharp_relative: str) -> Path:
     return Path(root) / PSEUDO_DEPTH_DIR / (sharp_relative + ".npy")
 
 
+def config_from_fields(cls, fields: dict, where: str):
+    """``cls(**fields)`` for a render config dataclass (synthetic blur, blur families) from recipe fields; an unknown
+    field is a one-line error naming ``where`` and the accepted fields."""
+    try:
+        return cls(**fields)
+    except TypeError as e:
+        accepted = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise UserError(f"{where}: {e}; accepted: {accepted}") from None
+
+
 def check_crop(crop: int | None, multiple: int = PATCH) -> None:
     """Raise ValueError unless ``crop`` is None or a positive multiple of ``multiple`` (DRAMNet's 14-pixel
     patch by default; AIBNet pads to 16 and trains at 256)."""

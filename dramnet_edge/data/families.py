@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .datasets import PATCH, RenderedDataset, check_crop
+from .datasets import PATCH, RenderedDataset, check_crop, config_from_fields
 from .kernels import FAMILIES, SPACES, family_psf, kernel_margin, record
 from .kernels import blur as apply_blur
 from ..errors import UserError
@@ -338,8 +338,4 @@ class FamilyBlurDataset(RenderedDataset):
 
 def family_config(fields: dict, where: str) -> FamilyBlurConfig:
     """A ``FamilyBlurConfig`` from recipe fields; an unknown field is a one-line error naming ``where``."""
-    try:
-        return FamilyBlurConfig(**fields)
-    except TypeError as e:
-        accepted = ", ".join(f.name for f in dataclasses.fields(FamilyBlurConfig))
-        raise UserError(f"{where}: {e}; accepted: {accepted}") from None
+    return config_from_fields(FamilyBlurConfig, fields, where)

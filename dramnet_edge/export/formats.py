@@ -23,28 +23,42 @@ class ExportFormat:
     """One export target.
 
     name: the ``--target`` value. suffix: the artifact's file suffix (a directory for .mlpackage).
-    precisions: what it accepts. ready_precisions: what this version can produce (others fail with ``pending``).
+    precisions: what it accepts. ready_precisions: what this version can produce (others fail with ``pending``);
+    every row produces all it accepts, so it defaults to ``precisions`` (the field stays for a row that narrows it).
     fft_forms: accepted ``--fft`` values. dynamic_batch: whether ``--dynamic-batch`` is accepted.
     extra: the ``pip install "dramnet-edge[EXTRA]"`` that brings its SDK. modules: the SDK's import names.
     backend: the runtime backend name (``open_session``). The sidecar is the artifact's file name + ".json"
     (``m.onnx.json``, ``m.xml.json``), so exports of one stem to different targets never share a sidecar.
     int8_modules: further import names ``--precision int8`` needs (its calibration library).
     int8_fft_forms: the ``--fft`` values INT8 accepts when narrower than ``fft_forms`` (None: the same).
+    converter: ``"module:function"`` in this package that writes the format's files (``convert``).
     """
 
     name: str
     suffix: str
     precisions: tuple[str, ...]
-    ready_precisions: tuple[str, ...]
     fft_forms: tuple[str, ...]
     dynamic_batch: bool
     extra: str | None
     modules: tuple[str, ...]
     backend: str
     description: str
+    converter: str
+    ready_precisions: tuple[str, ...] | None = None
     pending: str = ""
     int8_modules: tuple[str, ...] = ()
     int8_fft_forms: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.ready_precisions is None:
+            object.__setattr__(self, "ready_precisions", self.precisions)
+
+    def convert(self, graphs, folded, paths, **kwargs) -> dict:
+        """Write the format's files with its converter (the ``converter`` column; ``exporter.convert_graphs``
+        checks the request first). Returns the converter's extra sidecar fields."""
+        module, function = self.converter.split(":")
+        fn = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        return fn(self, graphs, folded, paths, **kwargs)
 
     def artifact_paths(self, output: str | Path) -> dict[str, Path]:
         """Paths of the graphs of one export (``names.GRAPH_NAMES``): {"model": m.X, "encoder": m.encoder.X, ...}."""
@@ -102,33 +116,36 @@ FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
         ExportFormat(
-            "onnx", ".onnx", PRECISIONS, PRECISIONS, ("dft", "native"), True, "onnx",
+            "onnx", ".onnx", PRECISIONS, ("dft", "native"), True, "onnx",
             ("onnx", "onnxscript", "onnxsim", "onnxruntime"), "onnxruntime",
             "ONNX (dynamo exporter + onnxsim); FP16 = typed FP16 with FP32 islands; INT8 = calibrated Q/DQ "
-            "(symmetric, zero-point 0)",
+            "(symmetric, zero-point 0)", converter="exporter:write_onnx",
             int8_modules=("nncf",), int8_fft_forms=("dft",),
         ),
         ExportFormat(
-            "tensorrt", ".engine", PRECISIONS, PRECISIONS, ("dft",), True, "tensorrt",
+            "tensorrt", ".engine", PRECISIONS, ("dft",), True, "tensorrt",
             ("tensorrt",), "tensorrt",
             "TensorRT engine from a linted DFT-free ONNX written beside it (INT8: the calibrated Q/DQ ONNX)",
+            converter="exporter:write_tensorrt",
             int8_modules=("onnx", "onnxscript", "onnxsim", "onnxruntime", "nncf"),
         ),
         ExportFormat(
-            "torch-tensorrt", ".pt2", ("fp32", "fp16"), ("fp32", "fp16"), ("dft",), True, None,
+            "torch-tensorrt", ".pt2", ("fp32", "fp16"), ("dft",), True, None,
             ("torch_tensorrt",), "torch-tensorrt",
             "torch.export program (.pt2 archive) with embedded TensorRT engines (desktop GPUs)",
+            converter="exporter:write_torch_tensorrt",
         ),
         ExportFormat(
-            "coreml", ".mlpackage", PRECISIONS, PRECISIONS, ("dft",), False, "coreml",
+            "coreml", ".mlpackage", PRECISIONS, ("dft",), False, "coreml",
             ("coremltools",), "coreml",
             "CoreML ML program (iOS16/macOS13+); int8 = W8A8 (8-bit weights and calibrated activations, iOS17+)",
+            converter="exporter:write_coreml",
         ),
         ExportFormat(
-            "openvino", ".xml", PRECISIONS, PRECISIONS, ("dft", "native"), True, "openvino",
+            "openvino", ".xml", PRECISIONS, ("dft", "native"), True, "openvino",
             ("openvino",), "openvino",
             "OpenVINO IR (.xml + .bin) from the folded torch model; fp16 = FP16-compressed weights; "
-            "int8 = NNCF-calibrated IR from the DFT-free ONNX",
+            "int8 = NNCF-calibrated IR from the DFT-free ONNX", converter="exporter:write_openvino",
             int8_modules=("onnx", "onnxscript", "onnxsim", "onnxruntime", "nncf"), int8_fft_forms=("dft",),
         ),
     )
