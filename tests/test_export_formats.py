@@ -328,6 +328,24 @@ def test_checkpoint_at_another_tile_is_retiled(tmp_path):
     assert torch.equal(net.head.weight, src.head.weight)
     same, _, _ = load_export_model(None, tmp_path / "t.safetensors", 112, warn=notes.append)
     assert same.tile == 112 and len(notes) == 1
+    # No tile asked: the weights' own tile, nothing resampled (the export and calibrate CLIs' default).
+    own, _, _ = load_export_model(None, tmp_path / "t.safetensors", None, warn=notes.append)
+    assert own.tile == 112 and len(notes) == 1
+    fresh, _, none = load_export_model("dramnet_s", None, None, warn=notes.append)
+    assert none is None and fresh.tile == 224 and "random" in notes[-1]
+
+
+def test_export_cli_defaults_to_the_weights_own_tile(tmp_path):
+    from click.testing import CliRunner
+
+    from dramnet_edge.cli import main
+    from dramnet_edge.export.profile import ExportProfile
+
+    assert ExportProfile.from_dict({"target": "onnx"}).tile is None
+    param = next(p for p in main.commands["export"].params if p.name == "tile")
+    assert param.default is None
+    bad = CliRunner().invoke(main, ["export", "--target", "onnx", "--tile", "150", "-o", str(tmp_path / "m.onnx")])
+    assert bad.exit_code == 2 and "150" in bad.output
 
 
 def test_tensorrt_install_hint_names_the_jetpack_route():

@@ -126,14 +126,8 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
 
 def _load(model, checkpoint, tile, log):
     """(model, name, weight file) as ``export`` loads them; the tile defaults to the weights' own."""
-    from ..models.checkpoint import read_metadata
-    from ..weights import default_checkpoint, load_export_model
+    from ..weights import load_export_model
 
-    if tile is None:
-        source = checkpoint or default_checkpoint(model or DEFAULT_MODEL)
-        tile = 224
-        if source is not None:
-            tile = int(read_metadata(source).get("overrides", {}).get("tile", 224))
     net, name, source = load_export_model(model, checkpoint, tile, warn=log)
     if source is None:
         log("warning: quantization error measured on random weights is not representative of a trained model")

@@ -38,7 +38,9 @@ DEFAULT_PRECISION = {"onnx": "fp32", "tensorrt": "fp16", "torch-tensorrt": "fp16
 @click.option("--fft", type=click.Choice(["dft", "native"]), default="dft", show_default=True,
               help="FFT form: fixed DFT matmuls (every target; fastest measured) or the native FFT op "
                    "(onnx, openvino; not with int8, which is calibrated on the DFT-free ONNX).")
-@click.option("--tile", default=224, show_default=True, type=TILE, help="Static tile size (multiple of 112).")
+@click.option("--tile", default=None, type=TILE,
+              help="Static tile size (multiple of 112). Default: the weights' own tile (224 for the shipped "
+                   "default; another tile resamples the position embeddings and says so).")
 @click.option("--batch", type=POSITIVE, default=None,
               help="Static batch size N. Default: a dynamic batch axis where the target has one (CoreML: 1).")
 @click.option("--dynamic-batch", is_flag=True, help="Dynamic batch axis, the default (TensorRT: profile 1/8/16).")
@@ -127,7 +129,7 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
         raise UserError(f"--int8 and --precision {precision} contradict each other; give one of them")
     precision = "int8" if int8 else (precision or DEFAULT_PRECISION[target])
     fmt = validate_request(target, precision, output=output, fft=fft, batch=batch, dynamic_batch=dynamic_batch)
-    if tile % 112:
+    if tile is not None and tile % 112:
         raise UserError(f"--tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
     if precision == "int8":
         check_int8_request(fmt, calib_data, budget_db)

@@ -18,7 +18,7 @@ class ExportProfile:
     target: str
     precision: str | None = None
     fft: str = "dft"
-    tile: int = 224
+    tile: int | None = None  # None: the weights' own tile
     batch: int | None = None
     dynamic_batch: bool = False
     tau: float | None = None

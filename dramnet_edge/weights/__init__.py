@@ -42,17 +42,19 @@ def resolve_model(model: str | None, checkpoint, default_model: str, warn,
     return create_model(name, **random_overrides).eval(), name, None
 
 
-def load_export_model(model: str | None, checkpoint, tile: int, warn=None):
+def load_export_model(model: str | None, checkpoint, tile: int | None = None, warn=None):
     """The DRAMNet an export or a calibration starts from, as (model in eval mode at ``tile``, its registered name,
-    the weight file used or None): ``resolve_model``'s choice, retiled when its weights are for another tile."""
+    the weight file used or None): ``resolve_model``'s choice, retiled when ``tile`` differs from its weights' tile.
+    ``tile=None`` keeps the weights' own tile (224 for a random initialisation)."""
     from ..models.builder import retile
 
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     net, name, source = resolve_model(model, checkpoint, EMBEDDED_DEFAULT, warn,
-                                      random_note="exporting a randomly initialised model", tile=tile)
+                                      random_note="exporting a randomly initialised model",
+                                      tile=224 if tile is None else tile)
     if not hasattr(net, "blur_map"):
         raise UserError(f"export supports the DRAMNet models (dramnet_*); {name} is not one")
-    if net.tile != tile:
+    if tile is not None and net.tile != tile:
         warn(f"note: {name} weights are for tile {net.tile}; resampling position embeddings to tile {tile}")
         net = retile(net, tile)
     return net, name, source
