@@ -617,6 +617,21 @@ class Trainer:
         with open(self.out / "train.log", "a") as f:
             f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
 
+    def _guard_signal_stack(self) -> None:
+        """Before DataLoader workers start: their exit sends SIGCHLD, which torch handles in Python, on this thread's
+        alternate signal stack. OpenVINO's CPU plugin can leave that stack unmapped (dramnet_edge/signal_stack.py,
+        docs/training.md), which kills the process with SIGSEGV; pin a stable one when OpenVINO is loaded or the
+        current one is gone."""
+        from ..signal_stack import current_signal_stack, pin_signal_stack
+
+        stack = current_signal_stack()
+        if stack is None or not ("openvino" in sys.modules or (stack["enabled"] and not stack["mapped"])):
+            return
+        why = "OpenVINO is loaded in this process" if "openvino" in sys.modules else "the current one is unmapped"
+        changed = pin_signal_stack()
+        if changed:
+            self.log(f"DataLoader workers: {changed}, because {why} (docs/training.md)")
+
     def _csv_rows(self, name: str, fields: list[str], keep_upto: int | None):
         """Open OUT/name for appending; on resume keep only rows up to step ``keep_upto`` (same curve)."""
         path = self.out / name
@@ -821,6 +836,8 @@ class Trainer:
         train_ds = stage_dataset(cfg, stage, train_ds)
         sampler = StepBatchSampler(len(train_ds), cfg.data.batch_size, env.world_size, env.rank, cfg.data.seed,
                                    offset + start, offset + stage.iters)
+        if cfg.data.num_workers > 0:
+            self._guard_signal_stack()
         loader = DataLoader(SeededDataset(train_ds), batch_sampler=sampler, collate_fn=_collate,
                             num_workers=cfg.data.num_workers, pin_memory=env.device.type == "cuda",
                             persistent_workers=False, timeout=LOADER_TIMEOUT_S if cfg.data.num_workers > 0 else 0)
