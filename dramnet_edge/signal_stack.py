@@ -60,7 +60,9 @@ def _mapped(address: int) -> bool:
 
 def current_signal_stack() -> dict | None:
     """The calling thread's alternate signal stack: {"address", "size", "enabled", "mapped", "pinned"}; None off
-    Linux."""
+    Linux. "mapped" only says that something is mapped at the address now: the pages of a stack that OpenVINO
+    released are soon re-used by other mappings, so a dangling stack can read as mapped (and signal frames would
+    then overwrite that memory)."""
     if not sys.platform.startswith("linux"):
         return None
     st = _sigaltstack(None)
@@ -90,6 +92,7 @@ def pin_signal_stack() -> str | None:
     if not before["enabled"]:
         state = "none"
     else:
+        # "mapped" does not prove the old stack alive: a released plugin's pages can be re-used by a later mapping.
         state = (f"{before['size']} B at 0x{before['address']:x}, "
-                 + ("still mapped" if before["mapped"] else "UNMAPPED: the next Python signal handler would have crashed"))
+                 + ("mapped" if before["mapped"] else "UNMAPPED: the next Python signal handler would have crashed"))
     return f"pinned a {STACK_BYTES // 1024} KiB alternate signal stack for this thread (was: {state})"
