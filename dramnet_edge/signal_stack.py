@@ -88,7 +88,10 @@ def pin_signal_stack() -> str | None:
         before = current_signal_stack()
         if before["pinned"]:
             return None
-        _sigaltstack(_StackT(address, 0, STACK_BYTES))
+        try:
+            _sigaltstack(_StackT(address, 0, STACK_BYTES))
+        except OSError as e:  # e.g. EPERM while running on the alternate stack: leave it, say so
+            return f"could not pin an alternate signal stack for this thread ({e})"
     if not before["enabled"]:
         state = "none"
     else:
