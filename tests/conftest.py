@@ -1,10 +1,10 @@
-"""Suite-wide ordering, and the one-thread fixture.
+"""The one-thread fixture.
 
-The training tests run first: a pytest process that has already loaded onnxruntime / openvino / nncf (the export,
-calibration and bench tests) segfaults in the training tests that follow them (seen in CI on a clean clone, and
-in test_bench_quickstart's training step after test_calibrate_int8; the cause is not found, see the deploy issue's
-note). Run first, they pass; the order of the rest is unchanged. "Training tests" are the test_train* modules and
-the modules that train in-process (TRAINS_IN_PROCESS).
+The suite used to run the training tests and every module that forks first: a pytest process that had loaded
+OpenVINO segfaulted in them. The cause was OpenVINO's CPU plugin leaving the thread's alternate signal stack
+unmapped (the next Python signal handler, torch's SIGCHLD handler when DataLoader workers exit, then kills the
+process); dramnet_edge/signal_stack.py fixes that in the library and tests/test_signal_stack.py covers it, so the
+suite runs in pytest's own order.
 """
 
 import pytest
@@ -19,17 +19,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-# Modules that fork (DataLoader workers, subprocess): a fork after onnxruntime/openvino/nncf were loaded crashed the
-# pytest process twice in this session (in test_families' DataLoader test, then in test_gpu_check's subprocess).
-TRAINS_IN_PROCESS = ("test_bench_quickstart.py", "test_families.py", "test_gpu_check.py", "test_jetson_check_script.py",
-                     "test_layers.py", "test_real_photo_gain.py")
-
-
-def pytest_collection_modifyitems(session, config, items):
-    def first(item) -> int:
-        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1]
-        return 0 if module.startswith("test_train") or module in TRAINS_IN_PROCESS else 1
-
-    items.sort(key=first)  # stable: keeps pytest's order inside each group

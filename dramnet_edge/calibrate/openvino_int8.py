@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from ..errors import MissingExtraError, UserError
+from ..signal_stack import pin_signal_stack
 
 
 _QUANTIZED_OV_TYPES = ("Convolution", "GroupConvolution", "MatMul")
@@ -72,6 +73,7 @@ def quantize_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike,
             advanced_parameters=AdvancedQuantizationParameters(activations_range_estimator_params=estimator,
                                                                overflow_fix=OverflowFix.ENABLE),
         )
+    pin_signal_stack()  # NNCF compiles through its own OpenVINO cores: see export/onnx2openvino.compile_openvino
     _set_batch(quantized, batch)
     xml_path = Path(xml_path)
     xml_path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from ..errors import UserError
+from ..signal_stack import pin_signal_stack
 
 
 def _save(ov_model, xml_path: str | os.PathLike, precision: str) -> None:
@@ -84,4 +85,8 @@ def compile_openvino(xml_path: str | os.PathLike, *, f32: bool = True, threads: 
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    return ov.Core().compile_model(str(xml_path), device, config)
+    compiled = ov.Core().compile_model(str(xml_path), device, config)
+    # The CPU plugin just made its own alternate signal stack current on this thread and unmaps it when released,
+    # possibly leaving the thread on a dead one (a segfault at the next Python signal handler): pin a stable one.
+    pin_signal_stack()
+    return compiled

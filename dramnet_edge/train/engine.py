@@ -83,6 +83,21 @@ class Trainer:
     def log(self, msg: str) -> None:
         self.logs.log(msg)
 
+    def _guard_signal_stack(self) -> None:
+        """Before DataLoader workers start: their exit sends SIGCHLD, which torch handles in Python, on this thread's
+        alternate signal stack. OpenVINO's CPU plugin can leave that stack unmapped (dramnet_edge/signal_stack.py,
+        docs/training.md), which kills the process with SIGSEGV; pin a stable one when OpenVINO is loaded or the
+        current one is gone."""
+        from ..signal_stack import current_signal_stack, pin_signal_stack
+
+        stack = current_signal_stack()
+        if stack is None or not ("openvino" in sys.modules or (stack["enabled"] and not stack["mapped"])):
+            return
+        why = "OpenVINO is loaded in this process" if "openvino" in sys.modules else "the current one is unmapped"
+        changed = pin_signal_stack()
+        if changed:
+            self.log(f"DataLoader workers: {changed}, because {why} (docs/training.md)")
+
     # -- setup ---------------------------------------------------------------------------------------
     def _build_model(self) -> nn.Module:
         from ..models import create_model
@@ -225,6 +240,8 @@ class Trainer:
                    stop_at_step: int | None) -> bool:
         """Train one stage to its end; True when the run stopped inside it (deadline or ``stop_at_step``)."""
         cfg, stage = self.cfg, run.stage
+        if cfg.data.num_workers > 0:
+            self._guard_signal_stack()
         loader = step_loader(stage_dataset(cfg, stage, train_ds), cfg, self.env, offset + run.stage_step,
                              offset + stage.iters)
         run.bar = self._progress_bar(run)
