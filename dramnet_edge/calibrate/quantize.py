@@ -1,4 +1,4 @@
-"""INT8 post-training quantization of one ONNX graph into a Q/DQ ONNX, by ONNX Runtime or NNCF.
+"""INT8 post-training quantization of one ONNX graph into a Q/DQ ONNX, by NNCF, ONNX Runtime or NVIDIA ModelOpt.
 
 The scheme is the one TensorRT's explicit quantization reads (it requires zero-point 0; docs/architecture.md):
 
@@ -22,6 +22,15 @@ activations (its hardware configs refuse ``signedness_to_force``): ``signed_acti
 zero-point 0 over the same range. ORT quantizes tensors, not edges: ``restrict_to_targets`` keeps its Q/DQ in front
 of the targets only (without it, residual adds read INT8-rounded values: 32.5 dB INT8 vs FP32 on the stand-in
 weights, 38.5 dB with it, the same ORT run otherwise).
+
+NVIDIA ModelOpt (``library="modelopt"``, the optional ``modelopt`` extra; ``export --target tensorrt --int8
+--quantizer modelopt``): ``modelopt.onnx.quantization.quantize`` places Q/DQ by TensorRT's fusion rules instead of
+on Conv/MatMul/Gemm inputs only: residual Adds, Muls and pools that TensorRT fuses into an INT8 convolution get Q/DQ
+too, and small-channel convolutions TensorRT has no INT8 kernel for stay float. Its placement is kept, except that
+the excluded nodes (sensitive ones, the fallback's reverted groups) read float values (``restrict_to_targets`` with
+every other node as a target). It is run with ``high_precision_dtype="fp32"``: the float part stays FP32 in the
+ONNX, like the other libraries' output, and the strongly typed engine build makes it FP16 (``onnx2engine``), so the
+quantizers are compared on the same float arithmetic. Calibration runs on ONNX Runtime's CPU provider only.
 """
 
 from __future__ import annotations
@@ -41,14 +50,20 @@ from ..export.qdq import (QUANTIZED_OP_TYPES, constant_arrays, inspect_qdq,  # n
 from ..errors import MissingExtraError, UserError
 from ..runtime.batching import cut_batches
 
-LIBRARIES = ("ort", "nncf")
+LIBRARIES = ("ort", "nncf", "modelopt")
+#: Range estimators each library implements (ModelOpt: "max" and "entropy"; with symmetric activations its
+#: "max" is ORT's MinMax).
+LIBRARY_METHODS = {"ort": ("minmax", "entropy", "percentile"), "nncf": ("minmax", "entropy", "percentile"),
+                   "modelopt": ("minmax", "entropy")}
+MODELOPT_HINT = ('pip install "dramnet-edge[modelopt]" (nvidia-modelopt[onnx]; it pulls onnxruntime-gpu and its own '
+                 'onnx pin: use a separate virtual environment, docs/calibration.md)')
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True)
 class QuantSettings:
-    """library: "nncf" (nncf.quantize on the ONNX model, the default: see the module docstring) or "ort"
-    (onnxruntime.quantization.quantize_static).
+    """library: "nncf" (nncf.quantize on the ONNX model, the default: see the module docstring), "ort"
+    (onnxruntime.quantization.quantize_static) or "modelopt" (NVIDIA ModelOpt's ONNX PTQ, TensorRT's placement).
     method: activation range estimator — minmax | entropy | percentile (NNCF: MINMAX | HISTOGRAM | MEAN_QUANTILE).
     percentile: the percentile of |activation| kept by "percentile" (ORT's CalibPercentile)."""
 
@@ -61,6 +76,9 @@ class QuantSettings:
             raise UserError(f"--library must be one of {', '.join(LIBRARIES)}, got {self.library!r}")
         if self.method not in CALIBRATION_METHODS:
             raise UserError(f"--method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
+        if self.method not in LIBRARY_METHODS[self.library]:
+            raise UserError(f"{self.library} has no {self.method!r} range estimator; use one of "
+                            f"{', '.join(LIBRARY_METHODS[self.library])}")
         if not 90.0 <= self.percentile < 100.0:
             raise UserError(f"percentile must be in [90, 100), got {self.percentile}")
 
@@ -69,6 +87,13 @@ class QuantSettings:
         d.update(weights="int8 symmetric per-channel, zero-point 0",
                  activations="int8 symmetric per-tensor, zero-point 0", op_types=list(QUANTIZED_OP_TYPES),
                  bias="float", format="QDQ")
+        if self.library == "modelopt":
+            d["placement"] = ("ModelOpt's TensorRT placement (Conv/MatMul/Gemm inputs plus the Add/Mul/pool inputs "
+                              "TensorRT fuses; no INT8 for convolutions TensorRT has no INT8 kernel for); excluded "
+                              "nodes read float")
+            d["op_types"] = sorted(set(QUANTIZED_OP_TYPES) | set(MODELOPT_OP_TYPES))
+        else:
+            d["placement"] = "inputs of Conv/MatMul/Gemm only"
         return d
 
 
@@ -117,12 +142,18 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
 
     from ..export.io import write_atomically
 
+    fp32 = onnx.load(str(fp32_path))
     if settings.library == "ort":
         model = _quantize_ort(fp32_path, calibration, settings, sorted(set(exclude)), cache_path)
+    elif settings.library == "modelopt":
+        model = _quantize_modelopt(fp32_path, calibration, settings, sorted(set(exclude)))
     else:
         model = _quantize_nncf(fp32_path, calibration, settings, sorted(set(exclude)))
-    fp32 = onnx.load(str(fp32_path))
-    targets = {n.name for n in fp32.graph.node if n.op_type in QUANTIZED_OP_TYPES} - set(exclude)
+    # ModelOpt's placement is its point: only the excluded nodes are put back on float inputs. The others: Q/DQ in
+    # front of the Conv/MatMul/Gemm targets only.
+    quantizable = {n.name for n in fp32.graph.node} if settings.library == "modelopt" else \
+        {n.name for n in fp32.graph.node if n.op_type in QUANTIZED_OP_TYPES}
+    targets = quantizable - set(exclude)
     model = restrict_to_targets(model, fp32, targets)
     write_atomically(out_path, lambda tmp: onnx.save(model, tmp))
 
@@ -195,6 +226,65 @@ def _quantize_nncf(fp32_path, calibration, settings: QuantSettings, exclude: lis
             advanced_parameters=advanced,
         )
     return signed_activations(quantized)
+
+
+#: Op types ModelOpt's INT8 placement may put Q/DQ in front of besides Conv/MatMul/Gemm (its ``int8.quantize``).
+MODELOPT_OP_TYPES = ("Add", "AveragePool", "BatchNormalization", "Clip", "ConvTranspose", "GlobalAveragePool",
+                     "MaxPool", "Mul")
+
+
+def require_modelopt() -> None:
+    """MissingExtraError naming the extra when ModelOpt's ONNX quantizer cannot be imported."""
+    try:
+        import modelopt.onnx.quantization  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError(f"--quantizer modelopt needs NVIDIA ModelOpt's ONNX quantizer ({e}): "
+                                + MODELOPT_HINT) from None
+
+
+def concat_calibration(calibration: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The calibration batches as one {input: (N, ...)} dict, what ModelOpt's ``calibration_data`` takes (it cuts
+    it again by the graph's batch: one item per step for a dynamic batch, the static batch otherwise)."""
+    if not calibration:
+        raise UserError("no calibration batches to quantize with")
+    return {k: np.concatenate([b[k] for b in calibration]) for k in calibration[0]}
+
+
+def modelopt_arguments(onnx_path: str, output_path: str, calibration: list[dict[str, np.ndarray]],
+                       settings: QuantSettings, exclude: list[str]) -> dict:
+    """Keyword arguments of ``modelopt.onnx.quantization.quantize`` for one graph.
+
+    nodes_to_exclude: ModelOpt matches its entries as regular expressions from the start of the name
+    (``re.match``), so each name is escaped and anchored: excluding ``/a/Conv`` must not exclude ``/a/Conv_1``.
+    high_precision_dtype fp32 and calibration on the CPU provider: see the module docstring."""
+    import re
+
+    return dict(
+        onnx_path=str(onnx_path), output_path=str(output_path), quantize_mode="int8",
+        calibration_data=concat_calibration(calibration),
+        calibration_method={"minmax": "max", "entropy": "entropy"}[settings.method],
+        calibration_eps=["cpu"], nodes_to_exclude=[re.escape(n) + "$" for n in exclude],
+        high_precision_dtype="fp32", log_level="ERROR",
+    )
+
+
+def _quantize_modelopt(fp32_path, calibration, settings: QuantSettings, exclude: list[str]):
+    require_modelopt()
+    import shutil
+
+    import onnx
+    from modelopt.onnx.quantization import quantize
+
+    # ModelOpt writes intermediate files beside its input: give it a private copy.
+    with tempfile.TemporaryDirectory(prefix="dramnet-modelopt-q-") as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        shutil.copyfile(fp32_path, src)
+        out_path = Path(tmp) / "q.onnx"
+        with quiet():
+            quantize(**modelopt_arguments(str(src), str(out_path), calibration, settings, exclude))
+        if not out_path.is_file():
+            raise RuntimeError(f"ModelOpt wrote no quantized model for {fp32_path}")
+        return onnx.load(str(out_path))
 
 
 def signed_activations(model):
