@@ -183,14 +183,16 @@ def _quantize_ort(fp32_path, calibration, settings: QuantSettings, exclude: list
     # Not CalibMaxIntermediateOutputs: in onnxruntime 1.31 reaching it discards the collected batches unmerged.
     import onnx
 
+    # calibration_cache_path only when a cache is used: older quantize_static (onnxruntime 1.24, which ModelOpt's
+    # extra installs as onnxruntime-gpu) has no such argument.
+    cache = {} if cache_path is None else {"calibration_cache_path": str(cache_path)}
     with tempfile.TemporaryDirectory(prefix="dramnet-ort-q-") as tmp, quiet():
         out_path = Path(tmp) / "q.onnx"
         quantize_static(
             str(fp32_path), str(out_path), Reader(calibration), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OP_TYPES), per_channel=True, reduce_range=False,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-            calibrate_method=method, extra_options=extra,
-            calibration_cache_path=None if cache_path is None else str(cache_path),
+            calibrate_method=method, extra_options=extra, **cache,
         )
         return onnx.load(str(out_path))
 
