@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dramnet_edge.calibrate.quantize import (QuantSettings, concat_calibration, modelopt_arguments, require_modelopt)
+from dramnet_edge.calibrate.quantize import (QuantSettings, concat_calibration, modelopt_arguments,
+                                             modelopt_fusion_partners, require_modelopt)
 from dramnet_edge.errors import MissingExtraError, UserError
 
 
@@ -57,6 +58,15 @@ def test_arguments_anchor_and_escape_the_excluded_names():
     assert any(re.match(p, "/dft/MatMul_1") for p in pats) and not any(re.match(p, "/dftXMatMul_1") for p in pats)
     assert modelopt_arguments("a.onnx", "b.onnx", calib, QuantSettings("modelopt", "entropy"),
                               [])["calibration_method"] == "entropy"
+
+
+def test_fusion_partners_are_the_adds_after_a_quantized_layer(tmp_path):
+    import onnx
+
+    model = onnx.load(str(_small_graph(tmp_path)))
+    # "/add" reads "/c_1"'s output: kept while "/c_1" is quantized, dropped when it is not
+    assert modelopt_fusion_partners(model, {"/c", "/c_1", "/c_2"}) == {"/add"}
+    assert modelopt_fusion_partners(model, {"/c", "/c_2"}) == set()
 
 
 def test_concat_calibration_refuses_nothing():
@@ -195,6 +205,11 @@ def test_modelopt_quantizes_a_small_graph_for_tensorrt(tmp_path):
     qdq = inspect_qdq(model)
     assert qdq["problems"] == [] and qdq["quantize_linear"] > 0 and qdq["zero_point_dtypes"] == ["int8"]
     assert check_tensorrt_conformance(model)["problems"] == []
+    # only quantized layers and their fusion partners read DequantizeLinear outputs (the Relus read float)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers = {n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+               and any(producer.get(t) is not None and producer[t].op_type == "DequantizeLinear" for t in n.input)}
+    assert readers <= {"/c_1", "/c_2", "/add"} and {"/c_1", "/c_2"} <= readers
     x = rng.random((3, 3, 16, 16), dtype=np.float32)
     ref, got = OnnxGraph(fp32).run({"x": x})[0], OnnxGraph(out).run({"x": x})[0]
     assert got.dtype == np.float32 and got.shape == ref.shape  # the float part stays FP32 (high_precision fp32)

@@ -26,9 +26,10 @@ weights, 38.5 dB with it, the same ORT run otherwise).
 NVIDIA ModelOpt (``library="modelopt"``, the optional ``modelopt`` extra; ``export --target tensorrt --int8
 --quantizer modelopt``): ``modelopt.onnx.quantization.quantize`` places Q/DQ by TensorRT's fusion rules instead of
 on Conv/MatMul/Gemm inputs only: residual Adds, Muls and pools that TensorRT fuses into an INT8 convolution get Q/DQ
-too, and small-channel convolutions TensorRT has no INT8 kernel for stay float. Its placement is kept, except that
-the excluded nodes (sensitive ones, the fallback's reverted groups) read float values (``restrict_to_targets`` with
-every other node as a target). It is run with ``high_precision_dtype="fp32"``: the float part stays FP32 in the
+too, and small-channel convolutions TensorRT has no INT8 kernel for stay float. Its placement is kept on the
+Conv/MatMul/Gemm nodes it quantized and their fusion partners (``modelopt_fusion_partners``: residual Add / Mul, pools
+feeding a quantized layer); excluded nodes (sensitive ones, the fallback's reverted groups) and every other reader of
+a quantized tensor get float inputs back (``restrict_to_targets``), so a reverted layer group is really float. It is run with ``high_precision_dtype="fp32"``: the float part stays FP32 in the
 ONNX, like the other libraries' output, and the strongly typed engine build makes it FP16 (``onnx2engine``), so the
 quantizers are compared on the same float arithmetic. Calibration runs on ONNX Runtime's CPU provider only.
 """
@@ -88,9 +89,9 @@ class QuantSettings:
                  activations="int8 symmetric per-tensor, zero-point 0", op_types=list(QUANTIZED_OP_TYPES),
                  bias="float", format="QDQ")
         if self.library == "modelopt":
-            d["placement"] = ("ModelOpt's TensorRT placement (Conv/MatMul/Gemm inputs plus the Add/Mul/pool inputs "
-                              "TensorRT fuses; no INT8 for convolutions TensorRT has no INT8 kernel for); excluded "
-                              "nodes read float")
+            d["placement"] = ("ModelOpt's TensorRT placement on Conv/MatMul/Gemm inputs and their fusion partners "
+                              "(residual Add/Mul, pools); no INT8 for convolutions TensorRT has no INT8 kernel for; "
+                              "excluded nodes and other readers of quantized tensors read float")
             d["op_types"] = sorted(set(QUANTIZED_OP_TYPES) | set(MODELOPT_OP_TYPES))
         else:
             d["placement"] = "inputs of Conv/MatMul/Gemm only"
@@ -149,11 +150,9 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
         model = _quantize_modelopt(fp32_path, calibration, settings, sorted(set(exclude)))
     else:
         model = _quantize_nncf(fp32_path, calibration, settings, sorted(set(exclude)))
-    # ModelOpt's placement is its point: only the excluded nodes are put back on float inputs. The others: Q/DQ in
-    # front of the Conv/MatMul/Gemm targets only.
-    quantizable = {n.name for n in fp32.graph.node} if settings.library == "modelopt" else \
-        {n.name for n in fp32.graph.node if n.op_type in QUANTIZED_OP_TYPES}
-    targets = quantizable - set(exclude)
+    targets = {n.name for n in fp32.graph.node if n.op_type in QUANTIZED_OP_TYPES} - set(exclude)
+    if settings.library == "modelopt":
+        targets |= modelopt_fusion_partners(fp32, targets) - set(exclude)
     model = restrict_to_targets(model, fp32, targets)
     write_atomically(out_path, lambda tmp: onnx.save(model, tmp))
 
@@ -233,6 +232,28 @@ def _quantize_nncf(fp32_path, calibration, settings: QuantSettings, exclude: lis
 #: Op types ModelOpt's INT8 placement may put Q/DQ in front of besides Conv/MatMul/Gemm (its ``int8.quantize``).
 MODELOPT_OP_TYPES = ("Add", "AveragePool", "BatchNormalization", "Clip", "ConvTranspose", "GlobalAveragePool",
                      "MaxPool", "Mul")
+
+
+def modelopt_fusion_partners(fp32_model, targets: set[str]) -> set[str]:
+    """The non-Conv/MatMul/Gemm nodes whose ModelOpt Q/DQ is kept: the Add / Mul nodes that read a quantized target's
+    output (TensorRT fuses a residual Add into the INT8 convolution when its other input is quantized too) and the
+    pools that feed one (they then run in INT8). Every other Q/DQ ModelOpt places on a shared tensor (LayerNorm,
+    Transpose, Resize, Concat readers of a quantized activation) is removed with ``restrict_to_targets``: those
+    inputs are not in any layer group, so the fallback could never put them back in float (measured: with every
+    group reverted, ModelOpt's placement still lost 4.2 dB on dramnet_lite's held-out tiles; docs/calibration.md)."""
+    producer = {o: n.name for n in fp32_model.graph.node for o in n.output}
+    consumers: dict[str, list[str]] = {}
+    for n in fp32_model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n.name)
+    partners = set()
+    for n in fp32_model.graph.node:
+        if n.op_type in ("Add", "Mul") and any(producer.get(t) in targets for t in n.input):
+            partners.add(n.name)
+        elif n.op_type in ("AveragePool", "MaxPool", "GlobalAveragePool") and any(
+                c in targets for o in n.output for c in consumers.get(o, ())):
+            partners.add(n.name)
+    return partners
 
 
 def require_modelopt() -> None:
