@@ -215,3 +215,12 @@ def test_modelopt_quantizes_a_small_graph_for_tensorrt(tmp_path):
     assert got.dtype == np.float32 and got.shape == ref.shape  # the float part stays FP32 (high_precision fp32)
     err = float(np.abs(got - ref).max())
     assert 0.0 < err < 0.1 * float(np.abs(ref).max())  # quantized (not bit-exact), and close
+    # the fallback's fast path: reverting the quantized layers takes their fusion partner ("/add") along, so the
+    # graph is float again (the residual Add no longer reads an INT8-rounded tensor)
+    from dramnet_edge.calibrate.quantize import revert_nodes
+
+    reverted = revert_nodes(model, load_onnx(fp32), ["/c_1", "/c_2"])
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in reverted.graph.node)
+    np.testing.assert_allclose(OnnxGraph(reverted).run({"x": x})[0], ref, rtol=1e-5, atol=1e-5)
+    partial = revert_nodes(model, load_onnx(fp32), ["/c_2"])  # "/c_1" stays INT8, so does its partner "/add"
+    assert set(quantized_nodes(partial)) == {"/c_1"}

@@ -371,6 +371,23 @@ def revert_nodes(qdq_model, fp32_model, node_names) -> "object":
 
     model = onnx.ModelProto()
     model.CopyFrom(qdq_model)
+    _revert(model, fp32_model, node_names)
+    # A fusion partner (ModelOpt's Q/DQ on a residual Add / Mul / pool) goes back to float with its last quantized
+    # layer: otherwise a reverted layer group would still read INT8-rounded values through it. A no-op for NNCF /
+    # ORT graphs, where only Conv/MatMul/Gemm read DequantizeLinear outputs.
+    targets = set(quantized_nodes(model))
+    keep = targets | modelopt_fusion_partners(fp32_model, targets)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    orphans = [n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+               and n.name not in keep and any(producer.get(t) is not None and producer[t].op_type == "DequantizeLinear"
+                                              for t in n.input)]
+    if orphans:
+        _revert(model, fp32_model, orphans)
+    return model
+
+
+def _revert(model, fp32_model, node_names) -> None:
+    """``revert_nodes``' surgery, in place: the named nodes read their FP32 inputs again; unread nodes pruned."""
     fp32_nodes = {n.name: n for n in fp32_model.graph.node}
     fp32_inits = {i.name: i for i in fp32_model.graph.initializer}
     have_inits = {i.name for i in model.graph.initializer}
@@ -385,7 +402,6 @@ def revert_nodes(qdq_model, fp32_model, node_names) -> "object":
                     model.graph.initializer.append(fp32_inits[t])
                     have_inits.add(t)
     _prune(model)
-    return model
 
 
 def restrict_to_targets(qdq_model, fp32_model, targets: set[str]):
