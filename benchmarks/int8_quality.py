@@ -1,12 +1,15 @@
 """INT8 quality and speed: what calibration costs on held-out real photographs, and what OpenVINO INT8 buys.
 
     python benchmarks/int8_quality.py [--checkpoint W.safetensors] [--libraries nncf:minmax,ort:minmax,...]
-                                      [--speed-models dramnet_s] [--out runs/int8_quality]
+                                      [--speed-models dramnet_s] [--no-openvino] [--out runs/int8_quality]
 
 The defaults (the pipeline's library, NNCF MinMax; speed on the benchmarked model only) keep one run under ten
 minutes on a 2-core CPU. ``--speed-models dramnet_s`` adds the speed of a larger variant and
 ``--libraries nncf:minmax,ort:minmax,ort:percentile,ort:entropy`` the comparison of quantizers and range estimators
-that chose the default.
+that chose the default. ``--libraries nncf:minmax,modelopt:minmax --no-openvino`` is the TensorRT quantizer
+comparison (NVIDIA ModelOpt needs the ``modelopt`` extra, in its own virtual environment: docs/calibration.md); each
+library's row also counts its Q/DQ nodes and lists the Conv/MatMul/Gemm layers it left in float (sensitive, reverted
+by the fallback, or left by the library itself), and a side-by-side Markdown table closes the run.
 
 1. The model (``--checkpoint``, else the shipped weights of ``--model`` (default: the embedded default), else random weights, which
    the output flags: quantization error on random weights says nothing about a trained model) is exported to FP32
@@ -176,6 +179,58 @@ def speed_only(name: str, tile: int, folder: Path, threads: int, batch: int, rou
     return interleaved_throughput(xml32, xml8, x[:batch], threads, rounds)
 
 
+# ----------------------------------------------------------------------------------------------- Q/DQ placement
+
+
+def placement_figures(path: Path, layers, exclusions: list[str]) -> dict:
+    """Q/DQ node counts of a Q/DQ ONNX and which Conv/MatMul/Gemm layers stayed float: kept by the pipeline
+    (sensitive kinds, fallback reverts: ``exclusions``) or left by the library although allowed (``by_library``,
+    e.g. ModelOpt's small-channel convolutions); plus which other op types read a DequantizeLinear output."""
+    from collections import Counter
+
+    from dramnet_edge.calibrate.quantize import inspect_qdq, load_onnx, quantized_nodes
+
+    model = load_onnx(path)
+    qdq = inspect_qdq(model)
+    quantized = set(quantized_nodes(model))
+    excluded = set(exclusions)
+    left = [n for n in layers.quantizable if n not in quantized]
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers = Counter(n.op_type for n in model.graph.node
+                      if n.op_type not in ("QuantizeLinear", "DequantizeLinear", "Conv", "MatMul", "Gemm")
+                      and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                              for i in n.input))
+    return {
+        "quantize_linear": qdq["quantize_linear"], "dequantize_linear": qdq["dequantize_linear"],
+        "activation_dq": qdq["activations"], "weight_dq": qdq["weights"]["per_channel"] + qdq["weights"]["per_tensor"],
+        "quantized_layers": len(quantized), "quantizable_layers": len(layers.quantizable),
+        "float_sensitive": sum(1 for n in left if n in layers.sensitive),
+        "float_reverted": sum(1 for n in left if n in excluded and n not in layers.sensitive),
+        "float_by_library": [layers.label_of.get(n, n) for n in left if n not in excluded],
+        "other_ops_reading_dq": dict(readers.most_common()),
+        "problems": qdq["problems"][:5],
+    }
+
+
+def comparison_table(results: dict) -> str:
+    """The libraries side by side (Markdown): photo drop vs FP32 (mean, worst), INT8 vs FP32, Q/DQ counts, float
+    layers, for the fully quantized graph (sensitive nodes only in float) and after the fallback."""
+    rows = ["| library | graph | photo drop mean / worst (dB) | INT8 vs FP32 mean / min (dB) | Q / DQ nodes | "
+            "Conv/MatMul/Gemm INT8 | float: sensitive / reverted / by library | other ops reading DQ |",
+            "|---|---|---|---|---|---|---|---|"]
+    for spec, e in results["libraries"].items():
+        for key, label in (("all_quantized", "all quantized"), ("after_fallback", "after fallback")):
+            ph, pl = e[f"photos_{key}"], e["placement"][key]
+            other = ", ".join(f"{k} {v}" for k, v in pl["other_ops_reading_dq"].items()) or "-"
+            rows.append(
+                f"| {spec} | {label} | {ph['drop_db_mean']:+.3f} / {ph['drop_db_worst']:+.3f} ({ph['worst_image']}) | "
+                f"{ph['psnr_int8_vs_fp32_mean']:.1f} / {ph['psnr_int8_vs_fp32_min']:.1f} | "
+                f"{pl['quantize_linear']} / {pl['dequantize_linear']} | {pl['quantized_layers']} of "
+                f"{pl['quantizable_layers']} | {pl['float_sensitive']} / {pl['float_reverted']} / "
+                f"{len(pl['float_by_library'])} | {other} |")
+    return "\n".join(rows)
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 
@@ -198,12 +253,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "int8_quality")
     ap.add_argument("--reuse-fp32", action="store_true", help="reuse OUT/fp32 from an earlier run of the same model")
+    ap.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO quality and speed part")
     args = ap.parse_args(argv)
 
-    from dramnet_edge.calibrate.graph import analyse_graph, weight_aliases
+    from dramnet_edge.calibrate.graph import weight_aliases
     from dramnet_edge.calibrate.pipeline import (GRAPHS, _max_blur, calibrate_onnx_graphs, export_fp32_graphs,
                                                  openvino_int8_graphs, plan_quantization, write_report)
-    from dramnet_edge.calibrate.quantize import QuantSettings, batches, load_onnx
+    from dramnet_edge.calibrate.quantize import QuantSettings, batches
     from dramnet_edge.calibrate.recipe import CalibrationRecipe
     from dramnet_edge.calibrate.runner import OnnxGraph
     from dramnet_edge.calibrate.tiles import build_calibration_set
@@ -273,15 +329,17 @@ def main(argv=None) -> int:
         int8_img = from_tiles(OnnxGraph(paths["model"], threads=args.threads).run({"x": tiles})[0], len(names),
                               size, tile)
         # the fully quantized model (before the fallback) on the photos, for the library comparison
+        lay = plan.layers["model"]
         with tempfile.TemporaryDirectory() as tmp:
             from dramnet_edge.calibrate.quantize import quantize_onnx
 
-            lay = analyse_graph(load_onnx(fp32_paths["model"]), aliases)
             allq = Path(tmp) / "all.onnx"
             calib_b = batches({"x": calibration.calib.blurred}, None)
             quantize_onnx(fp32_paths["model"], allq, calib_b, settings=QuantSettings(lib, method),
                           exclude=lay.sensitive_nodes())
             all_img = from_tiles(OnnxGraph(allq, threads=args.threads).run({"x": tiles})[0], len(names), size, tile)
+            placement = {"all_quantized": placement_figures(allq, lay, lay.sensitive_nodes()),
+                         "after_fallback": placement_figures(paths["model"], lay, plan.exclusions("model"))}
         entry = {
             "seconds": round(seconds, 1),
             "reverted_groups": report["fallback"]["reverted"],
@@ -290,6 +348,7 @@ def main(argv=None) -> int:
             "photos_after_fallback": image_figures(int8_img, fp32_img, sharp, names),
             "photos_all_quantized": image_figures(all_img, fp32_img, sharp, names),
             "quantized_layers": {g: report["graphs"][g]["quantized_layers"] for g in GRAPHS},
+            "placement": placement,
         }
         results["libraries"][spec] = entry
         p, a = entry["photos_after_fallback"], entry["photos_all_quantized"]
@@ -302,9 +361,14 @@ def main(argv=None) -> int:
             f"({p['worst_vs_fp32_image']}); {seconds:.0f} s")
         (out / "results.json").write_text(json.dumps(results, indent=2))
 
+    if results["libraries"]:
+        table = comparison_table(results)
+        (out / "libraries.md").write_text(table + "\n")
+        log("\n" + table)
+
     # OpenVINO: NNCF INT8 IR from the first library's plan (its fallback continued with OpenVINO in the loop)
     first = next(iter(results["libraries"]), None)
-    if first is not None:
+    if first is not None and not args.no_openvino:
         from dramnet_edge.export.onnx2openvino import compile_openvino, onnx_to_openvino
 
         log("\n== OpenVINO (NNCF INT8 IR vs FP32 IR, f32 hint)")

@@ -328,6 +328,46 @@ def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_
     assert not out.exists()
 
 
+def _has_modelopt() -> bool:
+    from dramnet_edge.calibrate.quantize import require_modelopt
+    from dramnet_edge.errors import MissingExtraError
+
+    try:
+        require_modelopt()
+    except MissingExtraError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_modelopt(), reason="needs nvidia-modelopt[onnx] (the modelopt extra)")
+def test_tensorrt_int8_with_the_modelopt_quantizer_writes_a_conformant_qdq_onnx(run, tmp_path, monkeypatch):
+    """`export --target tensorrt --int8 --quantizer modelopt` on a host without TensorRT: ModelOpt's Q/DQ ONNX for
+    all four graphs, through the fallback, checked for TensorRT 10.3, recorded in the report."""
+    from dramnet_edge.cli.export import export
+    from dramnet_edge.export import onnx2engine
+    from dramnet_edge.models.checkpoint import save_weights
+
+    _reuse_fp32_graphs(run, monkeypatch)
+    _small_calibration(monkeypatch)
+    monkeypatch.setattr(onnx2engine, "tensorrt_version", lambda: None)
+    save_weights(run.net, tmp_path / "tiny.safetensors")
+    out = tmp_path / "trt" / "m.engine"
+    result = CliRunner().invoke(export, ["--checkpoint", str(tmp_path / "tiny.safetensors"), "--target", "tensorrt",
+                                         "--int8", "--quantizer", "modelopt", "--budget-db", "1.0", "--tile",
+                                         str(TILE), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0], result.output
+    paths = get_format("onnx").artifact_paths(out.with_name("m.engine.onnx"))
+    for g, p in paths.items():
+        check_qdq_for_tensorrt(p)
+        assert lint_onnx(p) == [] and (g == "gate" or quantized_nodes(load_onnx(p)))
+        assert check_tensorrt_conformance(p)["problems"] == []
+    report = json.loads((tmp_path / "trt" / "m.engine.report.json").read_text())
+    assert report["settings"]["library"] == "modelopt" and "TensorRT placement" in report["settings"]["placement"]
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_export_int8_onnx_through_the_cli_with_calib_data_and_budget(run, tmp_path, monkeypatch):
     from dramnet_edge.cli.export import export

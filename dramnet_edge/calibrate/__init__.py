@@ -5,12 +5,12 @@ recipe.py         calibration-set recipes (the top-level calibrate/*.yaml): tile
 tiles.py          candidates (synthetic engine, image folder, paired dataset) -> blur strata -> calib / held-out tiles
 graph.py          what to quantize in an exported graph: layer groups, sensitive nodes (DFT path, softmax attention,
                   blur-map head, last conv), found from the graph structure
-quantize.py       one graph -> Q/DQ INT8 ONNX by NNCF or ONNX Runtime; Q/DQ inspection and TensorRT checks
+quantize.py       one graph -> Q/DQ INT8 ONNX by NNCF, ONNX Runtime or NVIDIA ModelOpt; Q/DQ inspection, TensorRT checks
 fallback.py       per-group sensitivity and reverts to FP32 until the held-out PSNR drop is within budget
 pipeline.py       the four graphs end to end, ``calibrate`` (the CLI) and ``quantize_for_export`` (export --int8)
 openvino_int8.py  NNCF's own INT8 OpenVINO IR
 coreml_w8a8.py    CoreML W8A8 via coremltools' LinearQuantizer on a static FX trace (export --target coreml --int8)
 report.py         the Markdown report;  runner.py  ONNX Runtime over numpy batches
 
-Heavy SDKs (onnxruntime, nncf, openvino, coremltools) are imported inside the functions that use them.
+Heavy SDKs (onnxruntime, nncf, modelopt, openvino, coremltools) are imported inside the functions that use them.
 """

@@ -1,4 +1,4 @@
-"""INT8 post-training quantization of one ONNX graph into a Q/DQ ONNX, by ONNX Runtime or NNCF.
+"""INT8 post-training quantization of one ONNX graph into a Q/DQ ONNX, by NNCF, ONNX Runtime or NVIDIA ModelOpt.
 
 The scheme is the one TensorRT's explicit quantization reads (it requires zero-point 0; docs/architecture.md):
 
@@ -22,6 +22,16 @@ activations (its hardware configs refuse ``signedness_to_force``): ``signed_acti
 zero-point 0 over the same range. ORT quantizes tensors, not edges: ``restrict_to_targets`` keeps its Q/DQ in front
 of the targets only (without it, residual adds read INT8-rounded values: 32.5 dB INT8 vs FP32 on the stand-in
 weights, 38.5 dB with it, the same ORT run otherwise).
+
+NVIDIA ModelOpt (``library="modelopt"``, the optional ``modelopt`` extra; ``export --target tensorrt --int8
+--quantizer modelopt``): ``modelopt.onnx.quantization.quantize`` places Q/DQ by TensorRT's fusion rules instead of
+on Conv/MatMul/Gemm inputs only: residual Adds, Muls and pools that TensorRT fuses into an INT8 convolution get Q/DQ
+too, and small-channel convolutions TensorRT has no INT8 kernel for stay float. Its placement is kept on the
+Conv/MatMul/Gemm nodes it quantized and their fusion partners (``modelopt_fusion_partners``: residual Add / Mul, pools
+feeding a quantized layer); excluded nodes (sensitive ones, the fallback's reverted groups) and every other reader of
+a quantized tensor get float inputs back (``restrict_to_targets``), so a reverted layer group is really float. It is run with ``high_precision_dtype="fp32"``: the float part stays FP32 in the
+ONNX, like the other libraries' output, and the strongly typed engine build makes it FP16 (``onnx2engine``), so the
+quantizers are compared on the same float arithmetic. Calibration runs on ONNX Runtime's CPU provider only.
 """
 
 from __future__ import annotations
@@ -41,14 +51,20 @@ from ..export.qdq import (QUANTIZED_OP_TYPES, constant_arrays, inspect_qdq,  # n
 from ..errors import MissingExtraError, UserError
 from ..runtime.batching import cut_batches
 
-LIBRARIES = ("ort", "nncf")
+LIBRARIES = ("ort", "nncf", "modelopt")
+#: Range estimators each library implements (ModelOpt: "max" and "entropy"; with symmetric activations its
+#: "max" is ORT's MinMax).
+LIBRARY_METHODS = {"ort": ("minmax", "entropy", "percentile"), "nncf": ("minmax", "entropy", "percentile"),
+                   "modelopt": ("minmax", "entropy")}
+MODELOPT_HINT = ('pip install "dramnet-edge[modelopt]" (nvidia-modelopt[onnx]; it pulls onnxruntime-gpu and its own '
+                 'onnx pin: use a separate virtual environment, docs/calibration.md)')
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True)
 class QuantSettings:
-    """library: "nncf" (nncf.quantize on the ONNX model, the default: see the module docstring) or "ort"
-    (onnxruntime.quantization.quantize_static).
+    """library: "nncf" (nncf.quantize on the ONNX model, the default: see the module docstring), "ort"
+    (onnxruntime.quantization.quantize_static) or "modelopt" (NVIDIA ModelOpt's ONNX PTQ, TensorRT's placement).
     method: activation range estimator — minmax | entropy | percentile (NNCF: MINMAX | HISTOGRAM | MEAN_QUANTILE).
     percentile: the percentile of |activation| kept by "percentile" (ORT's CalibPercentile)."""
 
@@ -61,6 +77,9 @@ class QuantSettings:
             raise UserError(f"--library must be one of {', '.join(LIBRARIES)}, got {self.library!r}")
         if self.method not in CALIBRATION_METHODS:
             raise UserError(f"--method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
+        if self.method not in LIBRARY_METHODS[self.library]:
+            raise UserError(f"{self.library} has no {self.method!r} range estimator; use one of "
+                            f"{', '.join(LIBRARY_METHODS[self.library])}")
         if not 90.0 <= self.percentile < 100.0:
             raise UserError(f"percentile must be in [90, 100), got {self.percentile}")
 
@@ -69,6 +88,13 @@ class QuantSettings:
         d.update(weights="int8 symmetric per-channel, zero-point 0",
                  activations="int8 symmetric per-tensor, zero-point 0", op_types=list(QUANTIZED_OP_TYPES),
                  bias="float", format="QDQ")
+        if self.library == "modelopt":
+            d["placement"] = ("ModelOpt's TensorRT placement on Conv/MatMul/Gemm inputs and their fusion partners "
+                              "(residual Add/Mul, pools); no INT8 for convolutions TensorRT has no INT8 kernel for; "
+                              "excluded nodes and other readers of quantized tensors read float")
+            d["op_types"] = sorted(set(QUANTIZED_OP_TYPES) | set(MODELOPT_OP_TYPES))
+        else:
+            d["placement"] = "inputs of Conv/MatMul/Gemm only"
         return d
 
 
@@ -117,12 +143,16 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
 
     from ..io_utils import atomic_write
 
+    fp32 = onnx.load(str(fp32_path))
     if settings.library == "ort":
         model = _quantize_ort(fp32_path, calibration, settings, sorted(set(exclude)), cache_path)
+    elif settings.library == "modelopt":
+        model = _quantize_modelopt(fp32_path, calibration, settings, sorted(set(exclude)))
     else:
         model = _quantize_nncf(fp32_path, calibration, settings, sorted(set(exclude)))
-    fp32 = onnx.load(str(fp32_path))
     targets = {n.name for n in fp32.graph.node if n.op_type in QUANTIZED_OP_TYPES} - set(exclude)
+    if settings.library == "modelopt":
+        targets |= modelopt_fusion_partners(fp32, targets) - set(exclude)
     model = restrict_to_targets(model, fp32, targets)
     atomic_write(out_path, lambda tmp: onnx.save(model, tmp))
 
@@ -152,14 +182,16 @@ def _quantize_ort(fp32_path, calibration, settings: QuantSettings, exclude: list
     # Not CalibMaxIntermediateOutputs: in onnxruntime 1.31 reaching it discards the collected batches unmerged.
     import onnx
 
+    # calibration_cache_path only when a cache is used: older quantize_static (onnxruntime 1.24, which ModelOpt's
+    # extra installs as onnxruntime-gpu) has no such argument.
+    cache = {} if cache_path is None else {"calibration_cache_path": str(cache_path)}
     with tempfile.TemporaryDirectory(prefix="dramnet-ort-q-") as tmp, quiet():
         out_path = Path(tmp) / "q.onnx"
         quantize_static(
             str(fp32_path), str(out_path), Reader(calibration), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OP_TYPES), per_channel=True, reduce_range=False,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-            calibrate_method=method, extra_options=extra,
-            calibration_cache_path=None if cache_path is None else str(cache_path),
+            calibrate_method=method, extra_options=extra, **cache,
         )
         return onnx.load(str(out_path))
 
@@ -195,6 +227,87 @@ def _quantize_nncf(fp32_path, calibration, settings: QuantSettings, exclude: lis
             advanced_parameters=advanced,
         )
     return signed_activations(quantized)
+
+
+#: Op types ModelOpt's INT8 placement may put Q/DQ in front of besides Conv/MatMul/Gemm (its ``int8.quantize``).
+MODELOPT_OP_TYPES = ("Add", "AveragePool", "BatchNormalization", "Clip", "ConvTranspose", "GlobalAveragePool",
+                     "MaxPool", "Mul")
+
+
+def modelopt_fusion_partners(fp32_model, targets: set[str]) -> set[str]:
+    """The non-Conv/MatMul/Gemm nodes whose ModelOpt Q/DQ is kept: the Add / Mul nodes that read a quantized target's
+    output (TensorRT fuses a residual Add into the INT8 convolution when its other input is quantized too) and the
+    pools that feed one (they then run in INT8). Every other Q/DQ ModelOpt places on a shared tensor (LayerNorm,
+    Transpose, Resize, Concat readers of a quantized activation) is removed with ``restrict_to_targets``: those
+    inputs are not in any layer group, so the fallback could never put them back in float (measured: with every
+    group reverted, ModelOpt's placement still lost 4.2 dB on dramnet_lite's held-out tiles; docs/calibration.md)."""
+    producer = {o: n.name for n in fp32_model.graph.node for o in n.output}
+    consumers: dict[str, list[str]] = {}
+    for n in fp32_model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n.name)
+    partners = set()
+    for n in fp32_model.graph.node:
+        if n.op_type in ("Add", "Mul") and any(producer.get(t) in targets for t in n.input):
+            partners.add(n.name)
+        elif n.op_type in ("AveragePool", "MaxPool", "GlobalAveragePool") and any(
+                c in targets for o in n.output for c in consumers.get(o, ())):
+            partners.add(n.name)
+    return partners
+
+
+def require_modelopt() -> None:
+    """MissingExtraError naming the extra when ModelOpt's ONNX quantizer cannot be imported."""
+    try:
+        import modelopt.onnx.quantization  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError(f"--quantizer modelopt needs NVIDIA ModelOpt's ONNX quantizer ({e}): "
+                                + MODELOPT_HINT) from None
+
+
+def concat_calibration(calibration: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The calibration batches as one {input: (N, ...)} dict, what ModelOpt's ``calibration_data`` takes (it cuts
+    it again by the graph's batch: one item per step for a dynamic batch, the static batch otherwise)."""
+    if not calibration:
+        raise UserError("no calibration batches to quantize with")
+    return {k: np.concatenate([b[k] for b in calibration]) for k in calibration[0]}
+
+
+def modelopt_arguments(onnx_path: str, output_path: str, calibration: list[dict[str, np.ndarray]],
+                       settings: QuantSettings, exclude: list[str]) -> dict:
+    """Keyword arguments of ``modelopt.onnx.quantization.quantize`` for one graph.
+
+    nodes_to_exclude: ModelOpt matches its entries as regular expressions from the start of the name
+    (``re.match``), so each name is escaped and anchored: excluding ``/a/Conv`` must not exclude ``/a/Conv_1``.
+    high_precision_dtype fp32 and calibration on the CPU provider: see the module docstring."""
+    import re
+
+    return dict(
+        onnx_path=str(onnx_path), output_path=str(output_path), quantize_mode="int8",
+        calibration_data=concat_calibration(calibration),
+        calibration_method={"minmax": "max", "entropy": "entropy"}[settings.method],
+        calibration_eps=["cpu"], nodes_to_exclude=[re.escape(n) + "$" for n in exclude],
+        high_precision_dtype="fp32", log_level="ERROR",
+    )
+
+
+def _quantize_modelopt(fp32_path, calibration, settings: QuantSettings, exclude: list[str]):
+    require_modelopt()
+    import shutil
+
+    import onnx
+    from modelopt.onnx.quantization import quantize
+
+    # ModelOpt writes intermediate files beside its input: give it a private copy.
+    with tempfile.TemporaryDirectory(prefix="dramnet-modelopt-q-") as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        shutil.copyfile(fp32_path, src)
+        out_path = Path(tmp) / "q.onnx"
+        with quiet():
+            quantize(**modelopt_arguments(str(src), str(out_path), calibration, settings, exclude))
+        if not out_path.is_file():
+            raise RuntimeError(f"ModelOpt wrote no quantized model for {fp32_path}")
+        return onnx.load(str(out_path))
 
 
 def signed_activations(model):
@@ -258,6 +371,23 @@ def revert_nodes(qdq_model, fp32_model, node_names) -> "object":
 
     model = onnx.ModelProto()
     model.CopyFrom(qdq_model)
+    _revert(model, fp32_model, node_names)
+    # A fusion partner (ModelOpt's Q/DQ on a residual Add / Mul / pool) goes back to float with its last quantized
+    # layer: otherwise a reverted layer group would still read INT8-rounded values through it. A no-op for NNCF /
+    # ORT graphs, where only Conv/MatMul/Gemm read DequantizeLinear outputs.
+    targets = set(quantized_nodes(model))
+    keep = targets | modelopt_fusion_partners(fp32_model, targets)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    orphans = [n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+               and n.name not in keep and any(producer.get(t) is not None and producer[t].op_type == "DequantizeLinear"
+                                              for t in n.input)]
+    if orphans:
+        _revert(model, fp32_model, orphans)
+    return model
+
+
+def _revert(model, fp32_model, node_names) -> None:
+    """``revert_nodes``' surgery, in place: the named nodes read their FP32 inputs again; unread nodes pruned."""
     fp32_nodes = {n.name: n for n in fp32_model.graph.node}
     fp32_inits = {i.name: i for i in fp32_model.graph.initializer}
     have_inits = {i.name for i in model.graph.initializer}
@@ -272,7 +402,6 @@ def revert_nodes(qdq_model, fp32_model, node_names) -> "object":
                     model.graph.initializer.append(fp32_inits[t])
                     have_inits.add(t)
     _prune(model)
-    return model
 
 
 def restrict_to_targets(qdq_model, fp32_model, targets: set[str]):

@@ -40,7 +40,8 @@ from ._common import BUDGET_DB, DEFAULT_MODEL, POSITIVE, TAU, TILE, echo_err, us
 @click.option("--method", type=click.Choice(list(CALIBRATION_METHODS)), default="minmax", show_default=True,
               help="Activation range estimator.")
 @click.option("--library", type=click.Choice(list(LIBRARIES)), default="nncf", show_default=True,
-              help="Quantizer: nncf (nncf.quantize on the ONNX graph) or ort (onnxruntime quantize_static).")
+              help="Quantizer: nncf (nncf.quantize on the ONNX graph), ort (onnxruntime quantize_static) or "
+                   "modelopt (NVIDIA ModelOpt's TensorRT placement; the modelopt extra, minmax / entropy).")
 @click.option("--tau", type=TAU, default=None,
               help="Early-exit threshold (baked into the whole-model graph; the sharp/mild stratum boundary).")
 @click.option("--max-evals", type=click.IntRange(min=2), default=48, show_default=True,
@@ -105,6 +106,10 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
     refuse_existing(get_format("onnx").output_files(output, "int8"), overwrite,
                     inputs=[p for p in (checkpoint, onnx_path) if p is not None])
     settings = QuantSettings(library=library, method=method)
+    if library == "modelopt":
+        from ..calibrate.quantize import require_modelopt
+
+        require_modelopt()
     recipe = load_recipe(recipe_path) if recipe_path is not None else CalibrationRecipe()
 
     log = echo_err

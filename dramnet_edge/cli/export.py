@@ -52,6 +52,10 @@ DEFAULT_PRECISION = {"onnx": "fp32", "tensorrt": "fp16", "torch-tensorrt": "fp16
 @click.option("--budget-db", type=BUDGET_DB, default=0.1, show_default=True,
               help="INT8 only: largest mean PSNR drop (dB) vs FP32 on held-out tiles. onnx / tensorrt / openvino "
                    "revert layer groups to float until it holds; coreml reports whether it holds.")
+@click.option("--quantizer", type=click.Choice(["nncf", "modelopt"]), default=None,
+              help="INT8 on --target tensorrt only: the Q/DQ quantizer. nncf (default): Q/DQ on Conv/MatMul inputs; "
+                   "modelopt: NVIDIA ModelOpt's TensorRT placement (pip install \"dramnet-edge[modelopt]\", in its "
+                   "own venv). docs/calibration.md compares them.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Artifact path; its suffix must match --target. Split graphs and the sidecar OUTPUT.json go "
                    "beside it.")
@@ -60,7 +64,7 @@ DEFAULT_PRECISION = {"onnx": "fp32", "tensorrt": "fp16", "torch-tensorrt": "fp16
 @click.pass_context
 @user_errors
 def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, batch, dynamic_batch, tau, calib_data,
-           budget_db, output, no_check, overwrite):
+           budget_db, quantizer, output, no_check, overwrite):
     """Export a DRAMNet for a deployment target, with a JSON sidecar and a parity check on real photos.
 
     \b
@@ -68,6 +72,7 @@ def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, 
       dramnet-edge export --target onnx -o dramnet.onnx
       dramnet-edge export --target onnx --precision fp16 --dynamic-batch -o dramnet16.onnx
       dramnet-edge export --target tensorrt --precision fp16 -o dramnet.engine      (CUDA host)
+      dramnet-edge export --target tensorrt --int8 --quantizer modelopt -o dramnet.engine
       dramnet-edge export --target openvino --precision fp16 -o dramnet.xml
       dramnet-edge export --target onnx --int8 --calib-data photos/ --budget-db 0.2 -o dramnet.int8.onnx
       dramnet-edge export --target openvino --int8 -o dramnet.int8.xml
@@ -93,7 +98,7 @@ def export(ctx, model, checkpoint, profile, target, precision, int8, fft, tile, 
         raise UserError("--target is required (or a --profile that names one); choose one of: "
                          + ", ".join(FORMATS))
     _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
-            overwrite, calib_data=calib_data, budget_db=budget_db,
+            overwrite, calib_data=calib_data, budget_db=budget_db, quantizer=quantizer,
             calib_given=ctx.get_parameter_source("calib_data") == ParameterSource.COMMANDLINE
             or ctx.get_parameter_source("budget_db") == ParameterSource.COMMANDLINE)
 
@@ -120,8 +125,8 @@ def _apply_profile(ctx, path: Path, **given):
 
 
 def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynamic_batch, tau, output, no_check,
-            overwrite, calib_data=None, budget_db=0.1, calib_given=False):
-    from ..deploy.export import check_int8_request, export_model
+            overwrite, calib_data=None, budget_db=0.1, calib_given=False, quantizer=None):
+    from ..deploy.export import check_int8_request, check_quantizer, export_model
     from ..export.formats import refuse_existing, require_sdk, validate_request
     from ..weights import load_export_model
 
@@ -131,8 +136,9 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
     fmt = validate_request(target, precision, output=output, fft=fft, batch=batch, dynamic_batch=dynamic_batch)
     if tile is not None and tile % 112:
         raise UserError(f"--tile must be a multiple of 112 (14-pixel patches x 3 halvings), got {tile}")
+    check_quantizer(target, precision, quantizer)
     if precision == "int8":
-        check_int8_request(fmt, calib_data, budget_db)
+        check_int8_request(fmt, calib_data, budget_db, quantizer)
     elif calib_given:  # never ignore a flag silently
         raise UserError(f"--calib-data and --budget-db apply to --precision int8, not {precision}")
     if target != "tensorrt":
@@ -150,7 +156,7 @@ def _export(model, checkpoint, target, precision, int8, fft, tile, batch, dynami
     sidecar = export_model(
         net, target=target, output=output, precision=precision, fft=fft, batch=batch, dynamic_batch=dynamic_batch,
         tau=tau, model_name=name, checkpoint=source, check=not no_check, log=echo_err,
-        calib_data=calib_data, budget_db=budget_db, overwrite=overwrite,
+        calib_data=calib_data, budget_db=budget_db, overwrite=overwrite, quantizer=quantizer,
     )
     parity = sidecar.get("parity") or {}
     status = "not measured" if not parity or parity.get("ok") is None else ("ok" if parity["ok"] else "BELOW TARGET")

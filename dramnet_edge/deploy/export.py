@@ -53,9 +53,27 @@ def _int8_hook(calib: dict) -> exporter.Int8Hook:
     return int8
 
 
-def check_int8_request(fmt: ExportFormat, calib_data, budget_db: float) -> None:
-    """One-line ValueError, before any work, for a bad INT8 budget, a missing calibration folder or a missing
-    calibration library."""
+#: ``export --quantizer``: the Q/DQ quantizers the tensorrt target can be calibrated with (``calibrate.quantize``).
+TENSORRT_QUANTIZERS = ("nncf", "modelopt")
+
+
+def check_quantizer(fmt_name: str, precision: str, quantizer: str | None) -> None:
+    """UserError for a ``--quantizer`` that does not apply: only the tensorrt target's INT8 chooses one."""
+    if quantizer is None:
+        return
+    if quantizer not in TENSORRT_QUANTIZERS:
+        raise UserError(f"--quantizer must be one of {', '.join(TENSORRT_QUANTIZERS)}, got {quantizer!r}")
+    if precision != "int8":
+        raise UserError(f"--quantizer applies to --precision int8, not {precision}")
+    if fmt_name != "tensorrt":
+        raise UserError(f"--quantizer applies to --target tensorrt; {fmt_name} INT8 is calibrated by "
+                        + ("NNCF (or `dramnet-edge calibrate --library`)" if fmt_name == "onnx" else
+                           "its own path (docs/calibration.md)"))
+
+
+def check_int8_request(fmt: ExportFormat, calib_data, budget_db: float, quantizer: str | None = None) -> None:
+    """One-line ValueError, before any work, for a bad INT8 budget, a missing calibration folder, a quantizer that
+    does not apply or a missing calibration library."""
     from ..calibrate.pipeline import check_budget
 
     from ..calibrate.tiles import check_calib_folder
@@ -63,6 +81,11 @@ def check_int8_request(fmt: ExportFormat, calib_data, budget_db: float) -> None:
     check_budget(budget_db)
     if calib_data is not None:
         check_calib_folder(calib_data)
+    check_quantizer(fmt.name, "int8", quantizer)
+    if quantizer == "modelopt":
+        from ..calibrate.quantize import require_modelopt
+
+        require_modelopt()
     require_int8_sdk(fmt)
 
 
@@ -71,7 +94,7 @@ def export_model(
     batch: int | None = None, dynamic_batch: bool = False, tau: float | None = None, model_name: str | None = None,
     checkpoint: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET, check: bool = True,
     log: Callable[[str], None] | None = None, calib_data: str | os.PathLike | None = None, budget_db: float = 0.1,
-    overwrite: bool = False,
+    overwrite: bool = False, quantizer: str | None = None,
 ) -> dict:
     """Export a DRAMNet to ``target`` at ``output`` (plus its split graphs and ``.json`` sidecar); returns the sidecar.
 
@@ -84,6 +107,8 @@ def export_model(
     (``dramnet_edge.calibrate``): on onnx / tensorrt / openvino the accuracy-bounded fallback reverts layer groups
     until the held-out drop is within it; on coreml (W8A8, ``calibrate.coreml_w8a8``) the drop is measured in
     torch and reported against it. The calibration report is written beside the artifact (OUTPUT.report.json).
+    quantizer (tensorrt int8 only): "nncf" (the default) or "modelopt" (NVIDIA ModelOpt's TensorRT Q/DQ placement,
+    the ``modelopt`` extra); docs/calibration.md compares them.
     overwrite: replace files of an earlier export; without it a ValueError names the first file that exists
     (``ExportFormat.output_files``: every file this export would write), before any work.
     """
@@ -94,9 +119,14 @@ def export_model(
         require_sdk(get_format("onnx"))
     if fmt.name != "tensorrt":  # tensorrt: write and lint the ONNX first, then say what is missing
         require_sdk(fmt)
+    check_quantizer(fmt.name, precision, quantizer)
     calib = {"calib_data": calib_data, "budget_db": budget_db} if precision == "int8" else None
     if calib is not None:
-        check_int8_request(fmt, calib_data, budget_db)
+        check_int8_request(fmt, calib_data, budget_db, quantizer)
+        if quantizer is not None:
+            from ..calibrate.quantize import QuantSettings
+
+            calib["settings"] = QuantSettings(library=quantizer)
     if tau is not None and not 0.0 <= tau <= 1.0:
         raise UserError(f"--tau must be in [0, 1] (blur scores are sigmoid outputs), got {tau}")
     refuse_existing(fmt.output_files(output, precision), overwrite,
