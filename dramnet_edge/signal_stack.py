@@ -1,6 +1,6 @@
 """A per-thread alternate signal stack that native runtimes cannot free from under Python.
 
-Why (issue #12; docs/training.md, "DataLoader workers after ONNX Runtime/OpenVINO"): OpenVINO's CPU plugin
+Why (docs/training.md, "DataLoader workers after ONNX Runtime/OpenVINO"): OpenVINO's CPU plugin
 (``libopenvino_intel_cpu_plugin.so``, class ``SigAltStackSetup``) installs its own mmap'd alternate signal stack on
 the thread that creates the plugin (one plugin per ``ov.Core`` that compiles for CPU), remembering the previous
 one. When the plugin is destroyed it restores the remembered stack only if its own is still the current one on the
