@@ -20,7 +20,7 @@ from dramnet_edge.calibrate.fallback import DropEvaluator, run_fallback
 from dramnet_edge.calibrate.graph import analyse_graph, weight_aliases
 from dramnet_edge.calibrate.pipeline import GRAPHS, _max_blur, calibrate, export_fp32_graphs
 from dramnet_edge.calibrate.quantize import (QuantSettings, batches, check_qdq_for_tensorrt, inspect_qdq, load_onnx,
-                                             quantize_onnx, quantized_nodes, revert_nodes)
+                                             modelopt_available, quantize_onnx, quantized_nodes, revert_nodes)
 from dramnet_edge.calibrate.recipe import CalibrationRecipe
 from dramnet_edge.calibrate.runner import OnnxGraph
 from dramnet_edge.calibrate.tiles import build_calibration_set
@@ -301,20 +301,20 @@ def test_tensorrt_builds_an_engine_from_the_qdq_onnx(run, tmp_path):
     assert (tmp_path / "m.int8.engine").stat().st_size > 0 and info["tensorrt"]
 
 
-def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_path, monkeypatch):
-    """The Jetson workflow's host half: `export --target tensorrt --int8` calibrates the Q/DQ ONNX the engines are
-    built from (here with the ORT library), checks it for TensorRT, then says what to install."""
+def _tensorrt_int8_on_a_host_without_tensorrt(run, tmp_path, monkeypatch, extra_args: list[str]) -> dict:
+    """`export --target tensorrt --int8 EXTRA` where TensorRT is missing: exit 2 with the install hint as the one
+    Error line, every graph of the Q/DQ ONNX the engines would be built from ready for TensorRT 10.3 (Q/DQ rules,
+    lint, operators and opset), no engine written. Returns the calibration report."""
     from dramnet_edge.cli.export import export
     from dramnet_edge.export import onnx2engine
     from dramnet_edge.models.checkpoint import save_weights
 
     _reuse_fp32_graphs(run, monkeypatch)
-    _small_calibration(monkeypatch, settings=QuantSettings("ort", "minmax"))
     monkeypatch.setattr(onnx2engine, "tensorrt_version", lambda: None)
     save_weights(run.net, tmp_path / "tiny.safetensors")
     out = tmp_path / "trt" / "m.engine"
     result = CliRunner().invoke(export, ["--checkpoint", str(tmp_path / "tiny.safetensors"), "--target", "tensorrt",
-                                         "--int8", "--tile", str(TILE), "-o", str(out)])
+                                         "--int8", *extra_args, "--tile", str(TILE), "-o", str(out)])
     assert result.exit_code == 2, result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0], result.output
@@ -323,49 +323,26 @@ def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_
         check_qdq_for_tensorrt(p)
         assert lint_onnx(p) == [] and (g == "gate" or quantized_nodes(load_onnx(p)))
         assert check_tensorrt_conformance(p)["problems"] == []  # TensorRT 10.3: operators, opset, Q/DQ rules
-    report = json.loads((tmp_path / "trt" / "m.engine.report.json").read_text())
-    assert report["settings"]["library"] == "ort" and report["source"] == "export --target tensorrt --precision int8"
     assert not out.exists()
+    return json.loads((tmp_path / "trt" / "m.engine.report.json").read_text())
 
 
-def _has_modelopt() -> bool:
-    from dramnet_edge.calibrate.quantize import require_modelopt
-    from dramnet_edge.errors import MissingExtraError
-
-    try:
-        require_modelopt()
-    except MissingExtraError:
-        return False
-    return True
+def test_tensorrt_int8_without_tensorrt_writes_the_qdq_onnx_then_hints(run, tmp_path, monkeypatch):
+    """The Jetson workflow's host half: `export --target tensorrt --int8` calibrates the Q/DQ ONNX the engines are
+    built from (here with the ORT library), checks it for TensorRT, then says what to install."""
+    _small_calibration(monkeypatch, settings=QuantSettings("ort", "minmax"))
+    report = _tensorrt_int8_on_a_host_without_tensorrt(run, tmp_path, monkeypatch, [])
+    assert report["settings"]["library"] == "ort" and report["source"] == "export --target tensorrt --precision int8"
 
 
-@pytest.mark.skipif(not _has_modelopt(), reason="needs nvidia-modelopt[onnx] (the modelopt extra)")
+@pytest.mark.skipif(not modelopt_available(), reason="needs nvidia-modelopt[onnx] (the modelopt extra)")
 def test_tensorrt_int8_with_the_modelopt_quantizer_writes_a_conformant_qdq_onnx(run, tmp_path, monkeypatch):
     """`export --target tensorrt --int8 --quantizer modelopt` on a host without TensorRT: ModelOpt's Q/DQ ONNX for
     all four graphs, through the fallback, checked for TensorRT 10.3, recorded in the report."""
-    from dramnet_edge.cli.export import export
-    from dramnet_edge.export import onnx2engine
-    from dramnet_edge.models.checkpoint import save_weights
-
-    _reuse_fp32_graphs(run, monkeypatch)
     _small_calibration(monkeypatch)
-    monkeypatch.setattr(onnx2engine, "tensorrt_version", lambda: None)
-    save_weights(run.net, tmp_path / "tiny.safetensors")
-    out = tmp_path / "trt" / "m.engine"
-    result = CliRunner().invoke(export, ["--checkpoint", str(tmp_path / "tiny.safetensors"), "--target", "tensorrt",
-                                         "--int8", "--quantizer", "modelopt", "--budget-db", "1.0", "--tile",
-                                         str(TILE), "-o", str(out)])
-    assert result.exit_code == 2, result.output
-    error = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(error) == 1 and 'pip install "dramnet-edge[tensorrt]" on a CUDA host' in error[0], result.output
-    paths = get_format("onnx").artifact_paths(out.with_name("m.engine.onnx"))
-    for g, p in paths.items():
-        check_qdq_for_tensorrt(p)
-        assert lint_onnx(p) == [] and (g == "gate" or quantized_nodes(load_onnx(p)))
-        assert check_tensorrt_conformance(p)["problems"] == []
-    report = json.loads((tmp_path / "trt" / "m.engine.report.json").read_text())
+    report = _tensorrt_int8_on_a_host_without_tensorrt(run, tmp_path, monkeypatch,
+                                                       ["--quantizer", "modelopt", "--budget-db", "1.0"])
     assert report["settings"]["library"] == "modelopt" and "TensorRT placement" in report["settings"]["placement"]
-    assert not out.exists()
 
 
 @pytest.mark.slow

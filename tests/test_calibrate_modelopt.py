@@ -11,16 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from dramnet_edge.calibrate.quantize import (QuantSettings, concat_calibration, modelopt_arguments,
-                                             modelopt_fusion_partners, require_modelopt)
+                                             modelopt_available, modelopt_fusion_partners,
+                                             require_modelopt)
 from dramnet_edge.errors import MissingExtraError, UserError
 
 
-def _has_modelopt() -> bool:
-    try:
-        require_modelopt()
-    except MissingExtraError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -187,7 +182,7 @@ def _small_graph(folder):
     return path
 
 
-@pytest.mark.skipif(not _has_modelopt(), reason="needs nvidia-modelopt[onnx] (the modelopt extra)")
+@pytest.mark.skipif(not modelopt_available(), reason="needs nvidia-modelopt[onnx] (the modelopt extra)")
 def test_modelopt_quantizes_a_small_graph_for_tensorrt(tmp_path):
     from dramnet_edge.calibrate.quantize import inspect_qdq, load_onnx, quantize_onnx, quantized_nodes
     from dramnet_edge.calibrate.runner import OnnxGraph

@@ -256,6 +256,15 @@ def modelopt_fusion_partners(fp32_model, targets: set[str]) -> set[str]:
     return partners
 
 
+def modelopt_available() -> bool:
+    """Whether NVIDIA ModelOpt's ONNX quantizer imports here (the ``modelopt`` extra)."""
+    try:
+        require_modelopt()
+    except MissingExtraError:
+        return False
+    return True
+
+
 def require_modelopt() -> None:
     """MissingExtraError naming the extra when ModelOpt's ONNX quantizer cannot be imported."""
     try:
