@@ -1,4 +1,4 @@
-"""The one-thread fixture.
+"""The one-thread fixture, and the loader of the benchmark scripts.
 
 The suite used to run the training tests and every module that forks first: a pytest process that had loaded
 OpenVINO segfaulted in them. The cause was OpenVINO's CPU plugin leaving the thread's alternate signal stack
@@ -7,8 +7,21 @@ process); dramnet_edge/signal_stack.py fixes that in the library and tests/test_
 suite runs in pytest's own order.
 """
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_script_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,20 @@
 """benchmarks/early_exit.py end to end on small crops: every policy in one interleaved run, the oracle gate, the
 random-head copy for a zero head, policies no tile can take listed as not run, and the table, JSON and plot."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def ee():
-    spec = importlib.util.spec_from_file_location("early_exit_bench", ROOT / "benchmarks" / "early_exit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("early_exit")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

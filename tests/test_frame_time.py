@@ -1,21 +1,15 @@
 """benchmarks/frame_time.py: one frame per (model, backend), interleaved; bad --backends refused before any work."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "frame_time.py"
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("frame_time", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("frame_time")
 
 
 def test_unknown_backend_is_refused(capsys):

@@ -1,22 +1,15 @@
 """benchmarks/profile_cpu.py: the torch part timers cover the frame without double counting."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from dramnet_edge.models.builder import load_model
 from dramnet_edge.weights import default_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_cpu.py"
-
-
 def _module():
-    spec = importlib.util.spec_from_file_location("profile_cpu", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("profile_cpu")
 
 
 def test_torch_parts_add_up_to_the_frame_and_markdown_renders():
