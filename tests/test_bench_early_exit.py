@@ -2,14 +2,12 @@
 random-head copy for a zero head, policies no tile can take listed as not run, and the table, JSON and plot."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
