@@ -9,7 +9,6 @@ import torch
 from conftest import load_benchmark
 
 
-
 @pytest.fixture(scope="module")
 def ee():
     return load_benchmark("early_exit")
