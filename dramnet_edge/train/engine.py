@@ -310,7 +310,7 @@ class Trainer:
                 post["psnr"] = f"{values['train_psnr']:.2f}"
             run.bar.set_postfix(post, refresh=False)
 
-    def _val_forward(self, stage_name: str | None, sub_decoder: int | None):
+    def _val_forward(self, sub_decoder: int | None):
         model = self.model
         if self.family == "aibnet" and sub_decoder is not None:
             return lambda x: model.forward_train(x, upto=sub_decoder)["image"]
@@ -326,7 +326,7 @@ class Trainer:
             model.eval()
             amp_ctx, _ = self._amp()
             with amp_ctx:
-                result = evaluate_pairs(self._val_forward(stage.name, sub_decoder), val, env.device)
+                result = evaluate_pairs(self._val_forward(sub_decoder), val, env.device)
             model.train(was_training)
             if self.family == "dramnet" and was_training:
                 set_stage_modes(model, stage, self.cfg.loss.lambda_blur)
