@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dramnet_edge.data import kernels
-from dramnet_edge.data.families import (FamilyBlurConfig, FamilyBlurDataset, HELD_OUT_PHOTOS, TRAIN_PHOTOS,
-                                        dead_leaves, family_config)
+from dramnet_edge.data.families import (EXTRA_TRAIN_PHOTOS, FamilyBlurConfig, FamilyBlurDataset, HELD_OUT_PHOTOS,
+                                        TRAIN_PHOTOS, dead_leaves, family_config)
 
 
 @pytest.mark.parametrize("family,extent", [("gaussian", 1.7), ("defocus", 3.2), ("motion", 11.0), ("shake", 9.0)])
@@ -111,6 +111,21 @@ def test_training_photos_never_include_a_held_out_photo():
     assert not set(HELD_OUT_PHOTOS) & {name for name, _, split in SOURCE_PHOTOS if split == "train"}
     ds = FamilyBlurDataset("train", 112, 8)
     assert {name for name, _ in ds.photos} <= set(TRAIN_PHOTOS)
+    assert not set(HELD_OUT_PHOTOS) & set(EXTRA_TRAIN_PHOTOS)
+    with pytest.raises(ValueError, match="'cell' not allowed; accepted: china"):
+        FamilyBlurConfig(extra_photos=["cell"])
+
+
+def test_extra_photos_join_the_training_photos():
+    pytest.importorskip("sklearn", reason="china/flower ship with scikit-learn")
+    ds = FamilyBlurDataset("train", 112, 8, config=FamilyBlurConfig(extra_photos=["china", "microaneurysms"]))
+    names = [name for name, _ in ds.photos]
+    assert names[-2:] == ["china", "microaneurysms"] and set(names[:-2]) <= set(TRAIN_PHOTOS)
+    assert ds.photos[-2][1].shape == (427, 640, 3) and ds.photos[-1][1].shape == (102, 102, 3)
+    cfg = FamilyBlurConfig(extra_photos=["microaneurysms"], dead_leaves_fraction=0.0)
+    ds = FamilyBlurDataset("train", 224, 64, config=cfg)
+    sources = {ds[i]["name"].split("/")[1] for i in range(64)}
+    assert "microaneurysms" in sources  # the small micrograph is upscaled to the crop, not skipped
 
 
 def test_workers_forked_after_threaded_opencv_do_not_hang():

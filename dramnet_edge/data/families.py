@@ -56,6 +56,11 @@ PHOTO_FILES = {
     "brick": ("skimage", "brick.png"),
     "grass": ("skimage", "grass.png"),
     "gravel": ("skimage", "gravel.png"),
+    # Opt-in extra training photos (FamilyBlurConfig.extra_photos): two colour photographs that ship with
+    # scikit-learn (installed with the openvino extra's NNCF) and a soft fundus micrograph from scikit-image.
+    "china": ("sklearn", "china.jpg"),
+    "flower": ("sklearn", "flower.jpg"),
+    "microaneurysms": ("skimage", "microaneurysms.png"),
 }
 #: Never used in training by any recipe (a test checks both engines' training splits): the quality benchmark's
 #: photos. Portraits, animals, objects, a landscape-scale scene, astronomy, medicine, documents, microscopy.
@@ -64,6 +69,9 @@ HELD_OUT_PHOTOS = ("astronaut", "camera", "cell", "chelsea", "coffee", "coins", 
 #: The photos the blur-family data trains on (and the quality benchmark tunes its unsharp-mask peer on).
 TRAIN_PHOTOS = ("motorcycle_left", "motorcycle_right", "immunohistochemistry", "hubble_deep_field", "brick", "grass",
                 "gravel")
+#: Photos a recipe may add to TRAIN_PHOTOS with ``extra_photos`` (never held-out ones; the unsharp-mask peer is
+#: still tuned on TRAIN_PHOTOS alone, so adding them changes no benchmark peer).
+EXTRA_TRAIN_PHOTOS = ("china", "flower", "microaneurysms")
 FAMILY_SPLITS = ("train", "val")
 
 
@@ -76,6 +84,13 @@ def photo_file(name: str) -> str:
         import skimage.data
 
         return os.path.join(skimage.data.data_dir, file)
+    if package == "sklearn":
+        try:
+            import sklearn
+        except ImportError:
+            raise UserError(f"photo {name!r} ships with scikit-learn, which is not installed "
+                            "(pip install scikit-learn)") from None
+        return os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images", file)
     import matplotlib
 
     return os.path.join(matplotlib.get_data_path(), "sample_data", file)
@@ -118,6 +133,7 @@ class FamilyBlurConfig:
     ramp_epochs: int = 0
     contrast_prob: float = 0.0
     contrast_range: tuple[float, float] = (0.2, 1.0)
+    extra_photos: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("sharp_fraction", "dead_leaves_fraction", "linear_prob", "noise_prob", "jpeg_prob", "ramp_start",
@@ -148,6 +164,11 @@ class FamilyBlurConfig:
             raise UserError(f"FamilyBlurConfig.contrast_range must satisfy 0 < low <= high, got {self.contrast_range}")
         if self.ramp_epochs < 0:
             raise UserError(f"FamilyBlurConfig.ramp_epochs must be >= 0, got {self.ramp_epochs}")
+        self.extra_photos = tuple(self.extra_photos)
+        bad = [name for name in self.extra_photos if name not in EXTRA_TRAIN_PHOTOS]
+        if bad:
+            raise UserError(f"FamilyBlurConfig.extra_photos: {', '.join(map(repr, bad))} not allowed; accepted: "
+                            f"{', '.join(EXTRA_TRAIN_PHOTOS)} (the held-out photos never train)")
 
     def extent_range(self, family: str, epoch: int) -> tuple[float, float]:
         low, high = self.ranges[family]
@@ -285,6 +306,11 @@ class FamilyBlurDataset(RenderedDataset):
                 self.photos.append((name, load_photo(name)))
             except FileNotFoundError:
                 continue
+        for name in self.config.extra_photos:  # asked for by the recipe: missing is an error, not a silent skip
+            try:
+                self.photos.append((name, load_photo(name)))
+            except FileNotFoundError as exc:
+                raise UserError(f"extra training photo {name!r} is missing: {exc}") from None
         self.palette = _palette()
         # fork() while OpenCV's thread pool is busy can leave a lock held in the child: a GPU run whose 14 workers were
         # forked after the parent had rendered pairs with a 16-thread OpenCV (and whose workers then reset OpenCV's
