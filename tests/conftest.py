@@ -1,4 +1,4 @@
-"""The one-thread fixture, and the loader of the benchmark scripts.
+"""The one-thread fixture, the private backend cache, and the loader of the benchmark scripts.
 
 The suite used to run the training tests and every module that forks first: a pytest process that had loaded
 OpenVINO segfaulted in them. The cause was OpenVINO's CPU plugin leaving the thread's alternate signal stack
@@ -32,3 +32,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_backend_cache(tmp_path_factory):
+    """Every test sees an empty cache of its own instead of the user's ~/.cache/dramnet-edge, so whether
+    ``deblur --backend auto`` finds a cached OpenVINO IR never depends on the machine the suite runs on."""
+    import os
+
+    from dramnet_edge.deploy.cache import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("backend-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old

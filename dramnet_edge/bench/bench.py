@@ -217,14 +217,35 @@ def artifact_target(path: str | os.PathLike, device: str = "cpu", threads: int |
 def open_targets(artifacts: list[str | os.PathLike], checkpoint: str | os.PathLike | None = None,
                  device: str = "cpu", threads: int | None = None,
                  warn: Callable[[str], None] | None = None) -> list[Target]:
-    """Targets for the artifacts and the checkpoint; with neither, the default checkpoint on torch."""
+    """Targets for the artifacts and the checkpoint; with neither, the default checkpoint on torch. With no artifact,
+    the OpenVINO IR that ``deblur --backend auto`` cached for those weights (``deploy.cache``) is benched beside
+    torch when it exists, so the table shows the backend ``deblur`` would pick."""
     _set_threads(threads)
     targets = [artifact_target(a, device, threads) for a in artifacts]
     if checkpoint is not None:
         targets.append(torch_target(checkpoint, device))
     if not targets:
         targets.append(torch_target(None, device, warn=warn))
+    if not artifacts and str(device) == "cpu":
+        cached = _cached_ir(checkpoint, targets[-1], warn)
+        if cached is not None:
+            targets.append(artifact_target(cached, device, threads))
     return targets
+
+
+def _cached_ir(checkpoint, torch_tgt: Target, warn) -> Path | None:
+    """The cached OpenVINO IR of the torch target's weight file, or None (saying how to build it)."""
+    from ..deploy.cache import cache_entry, cached_ir, openvino_installed
+    from ..weights import default_checkpoint
+
+    source = Path(checkpoint) if checkpoint is not None else default_checkpoint(torch_tgt.model)
+    if source is None or torch_tgt.net is None or not hasattr(torch_tgt.net, "blur_map") or openvino_installed():
+        return None
+    found = cached_ir(cache_entry(torch_tgt.model, source, torch_tgt.net.tile), warn or (lambda msg: None))
+    if found is None and warn:
+        warn("note: no cached OpenVINO IR for these weights, so only eager PyTorch is benched; "
+             "`dramnet-edge deblur --backend openvino` builds it (what `deblur --backend auto` then runs)")
+    return found
 
 
 # ----------------------------------------------------------------------------------------------- images

@@ -53,17 +53,18 @@ def info(model: str, tile: int, as_json: bool):
     click.echo(f"  {'MACs':<12} {macs / 1e9:10.3f} G (convolutions, matmuls, attention; FFTs not counted)")
 
 
-def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None):
+def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None, with_source: bool = False):
     """The model for a command: a weight file (its own recipe) or a registered name (the embedded default
-    weights for dramnet_tiny when shipped, random init otherwise, with a warning)."""
+    weights when shipped, random init otherwise, with a warning). Returns (net, name), plus the weight file used
+    (or None) with ``with_source``."""
     from ..weights import resolve_model
 
-    net, name, _ = resolve_model(model, checkpoint, DEFAULT_MODEL, warn=lambda msg: click.echo(msg, err=True))
+    net, name, source = resolve_model(model, checkpoint, DEFAULT_MODEL, warn=lambda msg: click.echo(msg, err=True))
     if tau is not None:
         if not hasattr(net, "tau"):
             raise UserError(f"--tau needs a model with a blur map (dramnet_*); {name} has none")
         net.tau = tau
-    return net.eval(), name
+    return (net.eval(), name, source) if with_source else (net.eval(), name)
 
 
 @click.command()
@@ -78,8 +79,10 @@ def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None)
 @click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE,
               help="Tile overlap in pixels (blended; below half the tile).")
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles per inference batch.")
-@click.option("--backend", type=click.Choice(deblur_backend_choices()), default="torch", show_default=True,
-              help="torch runs --model/--checkpoint; the others run an exported --artifact.")
+@click.option("--backend", type=click.Choice(["auto", *deblur_backend_choices()]), default="auto", show_default=True,
+              help="auto: the fastest installed CPU backend for --model/--checkpoint (an OpenVINO IR exported once "
+                   "into the user's cache, else eager PyTorch; see below). torch forces eager PyTorch. The others "
+                   "run an exported --artifact; openvino without one uses (or builds) the cached IR.")
 @click.option("--artifact", type=click.Path(path_type=Path),
               help="Exported model for a non-torch --backend (m.onnx, m.engine, m.xml, m.mlpackage or m.json).")
 @click.option("--device", default="cpu", show_default=True, help="torch device for --backend torch (cpu, cuda, cuda:1).")
@@ -92,6 +95,13 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
     input's bit depth, grayscale and alpha. Prints what fraction of tiles exited early. Every input's header
     is checked first; then images are read, restored and written one at a time (memory holds one image), with
     a progress bar over the tiles of large images. An input is never written over, --overwrite or not.
+
+    \b
+    --backend auto (the default) on the CPU: the OpenVINO FP32 IR of these weights, exported once into
+    $DRAMNET_EDGE_CACHE (default ~/.cache/dramnet-edge) keyed by the weights' SHA-256 and rebuilt when they
+    change, when OpenVINO and ONNX are installed and the IR was measured faster than eager PyTorch on this
+    machine (it is built, in about a minute, for runs of 500 tiles or more; smaller runs use PyTorch until it
+    exists). Otherwise eager PyTorch. The first line printed says which backend ran and why.
     """
     import torch
     from tqdm import tqdm
@@ -114,15 +124,27 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
     refuse_existing(targets, overwrite, inputs=inputs)
     sizes = [read_image_header(p) for p in inputs]  # a corrupt or foreign file fails before any work
 
-    if backend == "torch":
+    if backend in ("torch", "auto") or (backend == "openvino" and artifact is None):
         if artifact is not None:
-            raise UserError("--artifact is for the exported backends; --backend torch runs --model/--checkpoint")
-        net, name = load_cli_model(model, checkpoint, tau)
-        session = open_session(backend, model=net, device=device)
+            raise UserError(f"--artifact is for the exported backends; --backend {backend} runs --model/--checkpoint")
+        net, name, source = load_cli_model(model, checkpoint, tau, with_source=True)
+        if backend != "torch":
+            from ..deploy.cache import choose_backend
+
+            tile = getattr(net, "tile", 256)
+            _check_overlap(overlap, tile)  # before a build that could take a minute
+            tiles = sum(count_tiles(h, w, tile, overlap) for w, h in sizes)
+            choice = choose_backend(net, name, source, tiles=tiles, device=device,
+                                    force_openvino=backend == "openvino", log=lambda msg: click.echo(msg, err=True))
+            click.echo(f"backend: {choice.reason}", err=True)
+            backend, artifact = choice.backend, choice.artifact
+        if backend == "torch":
+            session = open_session(backend, model=net, device=device)
+        else:
+            session = open_session(backend, artifact=str(artifact), device=device)
     else:
         session, name = open_artifact_session(backend, artifact, model=model, checkpoint=checkpoint, device=device)
-    if not 0 <= overlap < session.tile // 2:
-        raise UserError(f"--overlap must be in [0, {session.tile // 2}) for tile {session.tile}, got {overlap}")
+    _check_overlap(overlap, session.tile)
     outdir.mkdir(parents=True, exist_ok=True)
     total_tiles = total_exit = 0
     for path, (width, height), target in zip(inputs, sizes, targets):
@@ -143,6 +165,11 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
     frac = total_exit / total_tiles if total_tiles else 0.0
     tau_txt = "no early exit (no --tau)" if tau is None else f"tau={tau:g}"
     click.echo(f"{name}: {total_exit}/{total_tiles} tiles exited early ({100 * frac:.1f} %), {tau_txt}")
+
+
+def _check_overlap(overlap: int, tile: int) -> None:
+    if not 0 <= overlap < tile // 2:
+        raise UserError(f"--overlap must be in [0, {tile // 2}) for tile {tile}, got {overlap}")
 
 
 #: Images with more tiles than this get a progress bar (tiles, rate, ETA) on stderr.
