@@ -96,6 +96,41 @@ class _Timers:
         self.calls.clear()
 
 
+def _instrument(net, probe) -> None:
+    """Attach ``probe`` (``_Timers`` or ``_Counter``: ``hook(module, label)``, ``wrap(obj, method, label)``) to the
+    model's parts. Labels starting with "_" are totals the parts are derived from (``_derive_parts``)."""
+    probe.hook(net.stem.conv, "gate: stem convs")
+    probe.hook(net.blur_map.blocks[0], "gate: first blur-map block")
+    vit_attn = [m for n, m in net.encoder.named_modules() if n.endswith(".attn")]
+    for m in vit_attn:
+        probe.hook(m, "encoder: ViT attention")
+    probe.hook(net.encoder, "_encoder_total")
+    probe.hook(net.bridge, "encoder: token bridge + stem pyramid")
+    probe.wrap(net.stem, "pyramid", "encoder: token bridge + stem pyramid")
+    for name, module in net.decoder.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if ".blocks." in name and leaf in ("stm", "fourier", "wavelet", "mixer", "attention"):
+            label = {"stm": "decoder: STM core", "fourier": "decoder: Fourier expert (DFT matmuls)",
+                     "wavelet": "decoder: wavelet expert", "mixer": "decoder: blur-gated mixer",
+                     "attention": "decoder: blur cross-attention"}[leaf]
+            probe.hook(module, label)
+        elif ".levels." in name and leaf in ("up", "down"):
+            probe.hook(module, "decoder: up/down convs")
+    probe.hook(net.decoder.blur_resize, "decoder: blur-map resize")
+    probe.hook(net.head, "decoder: head")
+    probe.wrap(net, "gate_features", "_gate_total")
+    probe.wrap(net, "encode_levels", "_encode_total")
+    probe.wrap(net, "decode", "_decode_total")
+
+
+#: Where work outside every named part is booked, by the innermost total it ran in.
+REST = {"_encoder_total": "encoder: ViT other (MLP, norms, patch embed)",
+        "_decode_total": "decoder: glue (reversible couplings, adds, concatenations)",
+        "_gate_total": "model: other (input normalisation, checks, path selection)",
+        "_encode_total": "model: other (input normalisation, checks, path selection)",
+        None: "runtime: tiling, blending, copies, Python"}
+
+
 def profile_torch(net, frame: np.ndarray, repeat: int) -> dict:
     """Per-part seconds per frame for eager torch (forward hooks; parts do not nest)."""
     import torch
@@ -103,41 +138,156 @@ def profile_torch(net, frame: np.ndarray, repeat: int) -> dict:
     from dramnet_edge.runtime.session import TorchSession
 
     timers = _Timers()
-    timers.hook(net.stem.conv, "gate: stem convs")
-    timers.hook(net.blur_map.blocks[0], "gate: first blur-map block")
-    vit_attn = [m for n, m in net.encoder.named_modules() if n.endswith(".attn")]
-    for m in vit_attn:
-        timers.hook(m, "encoder: ViT attention")
-    timers.hook(net.encoder, "_encoder_total")
-    timers.hook(net.bridge, "encoder: token bridge + stem pyramid")
-    timers.wrap(net.stem, "pyramid", "encoder: token bridge + stem pyramid")
-    for name, module in net.decoder.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if ".blocks." in name and leaf in ("stm", "fourier", "wavelet", "mixer", "attention"):
-            label = {"stm": "decoder: STM core", "fourier": "decoder: Fourier expert (DFT matmuls)",
-                     "wavelet": "decoder: wavelet expert", "mixer": "decoder: blur-gated mixer",
-                     "attention": "decoder: blur cross-attention"}[leaf]
-            timers.hook(module, label)
-        elif ".levels." in name and leaf in ("up", "down"):
-            timers.hook(module, "decoder: up/down convs")
-    timers.hook(net.decoder.blur_resize, "decoder: blur-map resize")
-    timers.hook(net.head, "decoder: head")
+    _instrument(net, timers)
     session = TorchSession(net)
-    timers.wrap(net, "gate_features", "_gate_total")
-    timers.wrap(net, "encode_levels", "_encode_total")
-    timers.wrap(net, "decode", "_decode_total")
     with torch.inference_mode():
         frame_s = _run_frames(session, frame, repeat, on_untimed=timers.reset)
     s = {k: v / repeat for k, v in timers.seconds.items()}
     parts = {k: v for k, v in s.items() if not k.startswith("_")}
-    parts["encoder: ViT other (MLP, norms, patch embed)"] = s["_encoder_total"] - parts.get("encoder: ViT attention", 0)
+    parts[REST["_encoder_total"]] = s["_encoder_total"] - parts.get("encoder: ViT attention", 0)
     decoder_named = sum(v for k, v in parts.items() if k.startswith("decoder:") and k != "decoder: head")
-    parts["decoder: glue (reversible couplings, adds, concatenations)"] = max(
-        0.0, s["_decode_total"] - decoder_named - parts.get("decoder: head", 0.0))
+    parts[REST["_decode_total"]] = max(0.0, s["_decode_total"] - decoder_named - parts.get("decoder: head", 0.0))
     model_s = s["_gate_total"] + s["_encode_total"] + s["_decode_total"]
-    parts["model: other (input normalisation, checks, path selection)"] = max(0.0, model_s - sum(parts.values()))
-    parts["runtime: tiling, blending, copies, Python"] = frame_s - model_s
+    parts[REST["_gate_total"]] = max(0.0, model_s - sum(parts.values()))
+    parts[REST[None]] = frame_s - model_s
     return {"frame_s": frame_s, "model_s": model_s, "parts": parts}
+
+
+# ------------------------------------------------------------------------------------------------- roofline
+
+class _Counter:
+    """FLOPs and bytes per part of one forward pass, by aten op: FLOPs from torch's flop counter formulas
+    (convolutions, matmuls, attention; element-wise ops count 0), bytes = every tensor the op reads plus every tensor
+    it writes (views move nothing). Eager PyTorch runs op by op, so this is the traffic an op would cause if none of
+    its operands stayed in cache: an upper bound on memory traffic, so the arithmetic intensity is a lower bound."""
+
+    def __init__(self):
+        self.flops = collections.defaultdict(float)
+        self.bytes = collections.defaultdict(float)
+        self.stack: list[str] = []
+
+    def hook(self, module, label: str) -> None:
+        def pre(mod, args):
+            self.stack.append(label)
+
+        def post(mod, args, out):  # returns None: a forward hook's return value would replace the output
+            self.stack.pop()
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+    def wrap(self, obj, method: str, label: str) -> None:
+        fn = getattr(obj, method)
+
+        def counted(*a, **k):
+            self.stack.append(label)
+            try:
+                return fn(*a, **k)
+            finally:
+                self.stack.pop()
+
+        setattr(obj, method, counted)
+
+    def label(self) -> str:
+        named = [x for x in self.stack if not x.startswith("_")]
+        if named:
+            return named[-1]
+        return REST[self.stack[-1] if self.stack else None]
+
+    def mode(self):
+        import torch
+        import torch.utils._pytree as pytree
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func._overloadpacket not in flop_registry:  # composite ops (conv2d, linear): count what they run
+                    with self:
+                        decomposed = func.decompose(*args, **kwargs)
+                    if decomposed is not NotImplemented:
+                        return decomposed
+                out = func(*args, **kwargs)
+                schema = func._schema
+                is_view = any(r.alias_info is not None for r in schema.returns) and not schema.name.endswith("_")
+                label = counter.label()
+                if not is_view:
+                    tensors = [t for t in pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+                    counter.bytes[label] += sum(t.numel() * t.element_size() for t in tensors)
+                packet = func._overloadpacket
+                if packet in flop_registry:
+                    counter.flops[label] += flop_registry[packet](*args, **kwargs, out_val=out)
+                return out
+
+        return Mode()
+
+
+def memory_bandwidth(min_seconds: float = 0.5, mib: int = 256) -> float:
+    """GB/s of a large tensor copy with torch's threads (bytes read + written), best of repeated copies."""
+    import torch
+
+    n = mib * (1 << 20) // 4
+    src, dst = torch.rand(n), torch.empty(n)
+    dst.copy_(src)
+    best, spent = float("inf"), 0.0
+    while spent < min_seconds:
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        dt = time.perf_counter() - t0
+        best, spent = min(best, dt), spent + dt
+    return 2 * n * 4 / best / 1e9
+
+
+def roofline_torch(net, parts_s: dict, tiles: int, batch: int = 8) -> dict:
+    """Each part of ``profile_torch`` against its own roofline: FLOPs and bytes of one batch of ``batch`` full-path
+    tiles, scaled to the frame's ``tiles``; bound = min(FP32 GEMM peak, intensity x copy bandwidth), both measured
+    here; achieved = FLOPs / the part's time in ``parts_s`` (seconds per frame)."""
+    import torch
+
+    from dramnet_edge.bench.peak import gemm_peak
+
+    counter = _Counter()
+    _instrument(net, counter)
+    x = torch.rand(batch, 3, net.tile, net.tile)
+    with torch.inference_mode(), counter.mode():
+        stem, blur = net.gate_features(x)
+        levels = net.encode_levels(x, stem)
+        net.decode(x, levels, blur, None)
+    scale = tiles / batch
+    peak = gemm_peak()["fp32_gflops"]
+    bandwidth = memory_bandwidth()
+    rows = {}
+    for label, seconds in parts_s.items():
+        flops, moved = counter.flops.get(label, 0.0) * scale, counter.bytes.get(label, 0.0) * scale
+        if not moved:
+            continue
+        intensity = flops / moved
+        bound = min(peak, intensity * bandwidth)
+        achieved = flops / seconds / 1e9 if seconds > 0 else 0.0
+        rows[label] = {"gflop": flops / 1e9, "gbytes": moved / 1e9, "flop_per_byte": intensity,
+                       "bound_gflops": bound, "memory_bound": intensity * bandwidth < peak,
+                       "achieved_gflops": achieved, "share_of_bound_pct": 100 * achieved / bound if bound else None,
+                       "ms": 1e3 * seconds}
+    return {"fp32_peak_gflops": peak, "copy_bandwidth_gbs": bandwidth, "ridge_flop_per_byte": peak / bandwidth,
+            "parts": rows}
+
+
+def _roofline_table(r: dict) -> list[str]:
+    lines = [f"Roofline (eager torch): FP32 GEMM peak {r['fp32_peak_gflops']:.0f} GFLOP/s and copy bandwidth "
+             f"{r['copy_bandwidth_gbs']:.1f} GB/s, both measured in this run, so a part below "
+             f"{r['ridge_flop_per_byte']:.1f} FLOP/byte is bound by memory. Bytes count every op's inputs and outputs "
+             "(no reuse in cache): intensities are lower bounds.", "",
+             "| part | GFLOP per frame | GB moved per frame | FLOP/byte | bound | its roofline GFLOP/s | achieved "
+             "GFLOP/s | share of its roofline |", "|---|---|---|---|---|---|---|---|"]
+    for label, v in sorted(r["parts"].items(), key=lambda kv: -kv[1]["ms"]):
+        share = "–" if v["share_of_bound_pct"] is None else f"{v['share_of_bound_pct']:.0f} %"
+        lines.append(f"| {label} | {v['gflop']:.1f} | {v['gbytes']:.2f} | {v['flop_per_byte']:.1f} | "
+                     f"{'memory' if v['memory_bound'] else 'compute'} | {v['bound_gflops']:.0f} | "
+                     f"{v['achieved_gflops']:.1f} | {share} |")
+    return lines
 
 
 # -------------------------------------------------------------------------------------- artifact backends
@@ -264,6 +414,8 @@ def markdown(result: dict) -> str:
                   f"{1e3 * r['model_s']:.0f} ms.", ""]
         if "parts" in r:
             lines += _table("part", r["parts"], r["frame_s"]) + [""]
+            if "roofline" in r:
+                lines += _roofline_table(r["roofline"]) + [""]
         else:
             lines += _table("graph", {**r["graphs"], "runtime: tiling, blending, copies, Python": r["runtime_s"]},
                             r["frame_s"]) + [""]
@@ -284,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--int8", type=Path, metavar="XML", help="an OpenVINO INT8 export to profile as well")
     ap.add_argument("--repeat", type=int, default=3, help="timed frames per backend (default 3)")
     ap.add_argument("--size", default="1280x720", help="frame WxH (default 1280x720)")
+    ap.add_argument("--no-roofline", action="store_true",
+                    help="skip the torch parts' roofline (FLOPs and bytes per part against the measured FP32 GEMM "
+                         "peak and copy bandwidth)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--markdown", type=Path, help="write the tables here")
     args = ap.parse_args(argv)
@@ -320,7 +475,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[profile] {backend} ...", flush=True)
         try:
             if backend == "torch":
-                result["backends"]["torch (eager, fp32)"] = profile_torch(copy.deepcopy(net), frame, args.repeat)  # hooks stay off the exported net
+                r = profile_torch(copy.deepcopy(net), frame, args.repeat)  # hooks stay off the exported net
+                if not args.no_roofline:
+                    print("[profile] torch roofline (FLOPs and bytes per part, GEMM peak, copy bandwidth) ...", flush=True)
+                    r["roofline"] = roofline_torch(copy.deepcopy(net), r["parts"], result["tiles"])
+                result["backends"]["torch (eager, fp32)"] = r
             elif backend == "onnxruntime":
                 out = work / "m.onnx"
                 export_model(net, target="onnx", output=out, model_name=meta.get("model"), check=False)

@@ -26,3 +26,48 @@ def test_torch_parts_add_up_to_the_frame_and_markdown_renders():
                          "weights": "w", "threads": 1, "cpu": {"model": "cpu", "isa": ["avx2"], "logical_cpus": 2},
                          "versions": {"torch": "x"}, "backends": {"torch": r, "openvino": {"error": "not installed"}}})
     assert "| decoder: STM core |" in text and "not profiled (not installed)" in text
+
+
+def test_counter_books_flops_and_bytes_of_an_op_to_its_part():
+    import torch
+
+    mod = _module()
+    conv = torch.nn.Conv2d(4, 8, 3)
+    counter = mod._Counter()
+    counter.hook(conv, "a conv")
+    x = torch.rand(2, 4, 16, 16)
+    with torch.inference_mode(), counter.mode():
+        y = conv(x)
+        y.view(-1)  # a view moves nothing
+        z = y + 1.0  # outside every part: runtime
+    assert counter.flops["a conv"] == 2 * (2 * 8 * 14 * 14) * (4 * 9)
+    assert counter.bytes["a conv"] == 4 * (x.numel() + conv.weight.numel() + conv.bias.numel() + y.numel())
+    assert counter.flops[mod.REST[None]] == 0 and counter.bytes[mod.REST[None]] == 4 * (y.numel() + z.numel())
+
+
+def test_roofline_rows_count_every_flop_and_render():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mod = _module()
+    net, _ = load_model(default_checkpoint("dramnet_tiny"))
+    net.eval()
+    parts_s = {label: 0.01 for label in ["gate: stem convs", "decoder: STM core", "decoder: head",
+                                         "encoder: ViT attention", mod.REST["_decode_total"]]}
+    r = mod.roofline_torch(net, parts_s, tiles=4, batch=2)
+    rows = r["parts"]
+    assert set(rows) <= set(parts_s) and "decoder: STM core" in rows
+    for v in rows.values():
+        assert v["gbytes"] > 0 and v["bound_gflops"] <= r["fp32_peak_gflops"] + 1e-9
+        assert v["memory_bound"] == (v["flop_per_byte"] < r["ridge_flop_per_byte"])
+    # the counter's FLOPs over all parts equal torch's own count of the same passes (x 2 for tiles=4 / batch=2)
+    x = torch.rand(2, 3, net.tile, net.tile)
+    counter = mod._Counter()
+    mod._instrument(net, counter)
+    with FlopCounterMode(display=False) as ref, torch.inference_mode(), counter.mode():
+        stem, blur = net.gate_features(x)
+        net.decode(x, net.encode_levels(x, stem), blur, None)
+    assert sum(counter.flops.values()) == pytest.approx(ref.get_total_flops(), rel=1e-9)
+    assert r["copy_bandwidth_gbs"] > 0
+    text = "\n".join(mod._roofline_table(r))
+    assert "| decoder: STM core |" in text and "FLOP/byte" in text
