@@ -344,7 +344,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     import torch
 
     from .fallback import drop_stats
-    from .pipeline import _max_blur, check_budget
+    from .onnx_graphs import _max_blur, check_budget
     from .recipe import CalibrationRecipe
     from .tiles import build_calibration_set
 
@@ -434,7 +434,7 @@ def _write_json_report(output: str | os.PathLike, report: dict) -> Path:
     import json
 
     from ..io_utils import atomic_write
-    from .pipeline import _json_default, report_paths
+    from .report import _json_default, report_paths
 
     json_path, _ = report_paths(output)
     text = json.dumps(report, indent=2, default=_json_default) + "\n"
