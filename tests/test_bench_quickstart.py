@@ -1,7 +1,7 @@
 """quickstart plumbing with a tiny budget: a few training steps, no real exports (the dynamo exporter alone takes
 minutes here). An export that fails is reported, the steps that do not need it still run, and the exit code is 1.
 INT8 goes through the real export and calibration entry points (checked with those entry points replaced by
-recorders); a precision the formats table does not mark ready is 'pending', not a failure."""
+recorders); a precision the formats table does not accept is 'pending', not a failure."""
 
 import json
 from dataclasses import replace
@@ -55,7 +55,6 @@ def test_quickstart_reports_a_failing_step_and_goes_on(tmp_path, monkeypatch):
 
 def test_int8_export_goes_through_export_model_and_reports_the_calibration(tmp_path, monkeypatch):
     from dramnet_edge.deploy import export as exporter
-    from dramnet_edge.export import formats
     from dramnet_edge.models import builder
 
     seen = {}
@@ -67,8 +66,6 @@ def test_int8_export_goes_through_export_model_and_reports_the_calibration(tmp_p
                                  "reverted_groups": ["stem", "bridge"]}}
 
     monkeypatch.setattr(exporter, "export_model", fake_export_model)
-    real = formats.get_format("openvino")  # INT8 marked ready, whatever this checkout's table says
-    monkeypatch.setattr(formats, "get_format", lambda name: replace(real, ready_precisions=("fp32", "fp16", "int8")))
     monkeypatch.setattr(builder, "load_model", lambda path: (torch.nn.Identity(), {"model": "dramnet_tiny"}))
     path, side = qs.stage_export(tmp_path / "w.safetensors", "openvino", "int8", tmp_path / "a")
     assert seen["target"] == "openvino" and seen["precision"] == "int8" and seen["output"] == path
@@ -78,13 +75,12 @@ def test_int8_export_goes_through_export_model_and_reports_the_calibration(tmp_p
     assert "2 layer group(s) reverted to float" in detail
 
 
-def test_a_precision_the_formats_table_does_not_mark_ready_is_pending(tmp_path, monkeypatch):
+def test_a_precision_the_formats_table_does_not_accept_is_pending(tmp_path, monkeypatch):
     from dramnet_edge.export import formats
 
     real = formats.get_format("openvino")
-    monkeypatch.setattr(formats, "get_format", lambda name: replace(real, ready_precisions=("fp32", "fp16"),
-                                                                      pending="no INT8 here"))
-    with pytest.raises(qs.PendingStep, match="no INT8 here"):
+    monkeypatch.setattr(formats, "get_format", lambda name: replace(real, precisions=("fp32", "fp16")))
+    with pytest.raises(qs.PendingStep, match="openvino int8: not available in this version"):
         qs.stage_export(tmp_path / "w.safetensors", "openvino", "int8", tmp_path)
 
 

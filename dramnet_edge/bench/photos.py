@@ -17,7 +17,7 @@ import numpy as np
 from ..data.kernels import defocus_psf, motion_psf  # noqa: F401  (re-exported: benchmarks import them here)
 from ..errors import UserError
 
-#: The synthetic engine's validation photos (never seen in training) — see data/synthetic.py SOURCE_PHOTOS.
+#: The synthetic engine's validation photos (never seen in training) — see data/synthetic_photos.py SOURCE_PHOTOS.
 HELD_OUT_PHOTOS = ("rocket", "chelsea", "coins")
 GAMMA = 2.2
 

@@ -7,7 +7,7 @@ INT8 runs the real calibration: ONNX INT8 through ``dramnet_edge.calibrate.pipel
 OpenVINO INT8 through ``export_model(..., precision="int8")`` (NNCF, with the calibration helper's accuracy-bounded
 fallback). A failing step is recorded with its error and the steps that do not depend on it still run;
 ``summary["ok"]`` is False (and the CLI exits 1) when any step failed. A step that cannot run in this version (a
-precision the formats table does not mark ready, a missing calibration module) is reported as ``pending`` with the
+precision the formats table does not accept, a missing calibration module) is reported as ``pending`` with the
 reason, never faked.
 """
 
@@ -181,8 +181,8 @@ def stage_export(checkpoint: Path, target: str, precision: str, folder: Path,
     from ..models.builder import load_model
 
     fmt = get_format(target)
-    if precision not in fmt.ready_precisions:
-        raise PendingStep(f"{target} {precision}: {fmt.pending or 'not available in this version'}")
+    if precision not in fmt.precisions:
+        raise PendingStep(f"{target} {precision}: not available in this version")
     net, meta = load_model(checkpoint)
     output = folder / f"dramnet-{target}-{precision}{fmt.suffix}"
     # overwrite: OUT is quickstart's own folder, reused only with its --overwrite (run_quickstart checks).

@@ -8,7 +8,7 @@ converted to an ML program for iOS 17 (int8 activation quantize ops need it). We
 activations: 8-bit symmetric (zero-point 0 for non-negative tensors, coremltools' scheme).
 
 Tracing. FX's symbolic tracer cannot run Python that reads tensor shapes. DRAMNet's own input checks skip themselves
-while a graph is captured (``models.dram_blocks.capturing_graph``), but shape arithmetic is part of the model (the
+while a graph is captured (``models.capture.capturing_graph``), but shape arithmetic is part of the model (the
 attention's ``b, c, h, w = x.shape``, static resize sizes, the folded DFT modules' size check). So the module is
 traced here with its example inputs (``trace_static``): every op also runs on the example tensors, shape queries
 return the real sizes, control flow takes the branch the example takes, and the result is a flat ``GraphModule``
@@ -163,7 +163,8 @@ def sensitive_modules(module) -> dict[str, str]:
     """{qualified module name: kind} of what W8A8 keeps in float (``SENSITIVE_KINDS``), found by type: every
     ``FourierExpert`` (dft), the first BME block's ``head`` (blur_map_head: the map the early exit reads), and the
     output ``head`` convolution of the DRAMNet (last_conv)."""
-    from ..models.dram_blocks import BlurMapCascade, FourierExpert
+    from ..models.blur_map import BlurMapCascade
+    from ..models.dram_block import FourierExpert
 
     out: dict[str, str] = {}
     for name, m in module.named_modules():
@@ -343,7 +344,7 @@ def export_coreml_w8a8(folded, graphs: dict, paths: dict[str, Path], *, batch: i
     import torch
 
     from .fallback import drop_stats
-    from .pipeline import _max_blur, check_budget
+    from .onnx_graphs import _max_blur, check_budget
     from .recipe import CalibrationRecipe
     from .tiles import build_calibration_set
 
@@ -433,7 +434,7 @@ def _write_json_report(output: str | os.PathLike, report: dict) -> Path:
     import json
 
     from ..io_utils import atomic_write
-    from .pipeline import _json_default, report_paths
+    from .report import _json_default, report_paths
 
     json_path, _ = report_paths(output)
     text = json.dumps(report, indent=2, default=_json_default) + "\n"

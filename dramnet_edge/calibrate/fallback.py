@@ -19,13 +19,21 @@ inputs in the already-quantized graph (``quantize.revert_nodes``). Reverts go on
 ``SINGLE_STEPS`` steps, then in doubling batches; when the evaluations run out, every remaining group is reverted, so
 the loop always ends within budget (in the limit, the FP32 model). A fully quantized model already within budget
 skips the sensitivity evaluations (the report then lists none).
+
+Algorithm and backends (after NNCF's split): ``revert_until_within`` is the one revert loop (take the next groups
+off a ranked queue, measure, stop within budget or when the queue is empty); what "measure with these groups in
+float" means is a backend's ``measure(reverted) -> DropStats``. ``QDQRevertBackend`` points the groups' nodes back
+at their float inputs in a Q/DQ ONNX graph (``run_fallback`` above); the OpenVINO backend
+(``openvino_int8.OpenVINOFallbackBackend``) re-quantizes the IR with NNCF and runs it, continuing from the ONNX
+fallback's reverts and ranking (``openvino_int8.openvino_int8_graphs``). How many groups a step reverts is the
+caller's ``batch_size`` schedule.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -146,6 +154,59 @@ def _coarsen(layers: GraphLayers, limit: int) -> int:
     return level
 
 
+class FallbackBackend(Protocol):
+    """What the fallback loop needs of a target: the held-out drop with ``reverted`` groups kept in float."""
+
+    def measure(self, reverted: list[str]) -> DropStats: ...
+
+
+class QDQRevertBackend:
+    """Q/DQ ONNX: the reverted groups' nodes (at coarsening ``level``) pointed back at their float inputs in the
+    already-quantized graph (``quantize.revert_nodes``), evaluated by ``evaluate`` (a ``DropEvaluator``)."""
+
+    def __init__(self, qdq_model, fp32_model, layers: GraphLayers, evaluate: Callable, level: int = 0):
+        self.qdq_model = qdq_model
+        self.fp32_model = fp32_model
+        self.layers = layers
+        self.evaluate = evaluate
+        self.level = level
+
+    def measure(self, reverted: list[str]) -> DropStats:
+        model = self.qdq_model if not reverted else revert_nodes(self.qdq_model, self.fp32_model,
+                                                                   self.layers.nodes_in(reverted, self.level))
+        return self.evaluate(model)
+
+
+class _Counted:
+    """A backend that counts its measurements (the evaluation budget)."""
+
+    def __init__(self, backend: FallbackBackend):
+        self.backend = backend
+        self.count = 0
+
+    def measure(self, reverted: list[str]) -> DropStats:
+        self.count += 1
+        return self.backend.measure(reverted)
+
+
+def revert_until_within(backend: FallbackBackend, current: DropStats, queue: list[str], reverted: list[str], *,
+                        within: Callable[[DropStats], bool], batch_size: Callable[[int, int], int],
+                        on_step: Callable[[int, list[str], DropStats], None]) -> DropStats:
+    """The fallback loop: while ``current`` is not ``within`` budget and ``queue`` (groups, most sensitive first) is
+    not empty, move the next ``batch_size(step, len(queue))`` groups onto ``reverted`` (extended in place), measure
+    with all of ``reverted`` in float and report it as ``on_step(step, batch, stats)``; steps count from 1.
+    Returns the last measurement (``current`` itself when nothing needed reverting)."""
+    step = 0
+    while not within(current) and queue:
+        step += 1
+        size = batch_size(step, len(queue))
+        batch, queue = queue[:size], queue[size:]
+        reverted.extend(batch)
+        current = backend.measure(reverted)
+        on_step(step, batch, current)
+    return current
+
+
 def run_fallback(qdq_model, fp32_model, layers: GraphLayers, evaluate: Callable, *, budget_db: float,
                  worst_budget_db: float | None = None, max_evals: int = 48,
                  log: Callable[[str], None] | None = None) -> FallbackResult:
@@ -154,28 +215,25 @@ def run_fallback(qdq_model, fp32_model, layers: GraphLayers, evaluate: Callable,
     if max_evals < 2:
         raise UserError(f"max_evals must be >= 2 (the quantized model and one revert), got {max_evals}")
     t0 = time.perf_counter()
-    evals = 0
+    level = _coarsen(layers, max(1, max_evals // 2))
+    backend = _Counted(QDQRevertBackend(qdq_model, fp32_model, layers, evaluate, level))
 
-    def measure(groups: list[str]) -> DropStats:
-        nonlocal evals
-        evals += 1
-        model = qdq_model if not groups else revert_nodes(qdq_model, fp32_model, layers.nodes_in(groups, level))
-        return evaluate(model)
+    def within(stats: DropStats) -> bool:
+        return _within(stats, budget_db, worst_budget_db)
 
-    initial = measure([])
+    initial = backend.measure([])
     log(f"  all quantized: drop {initial.mean:+.3f} dB mean, {initial.worst:+.3f} dB worst tile "
         f"(INT8 vs FP32 {initial.psnr_vs_fp32_mean:.1f} dB mean)")
-    level = _coarsen(layers, max(1, max_evals // 2))
     groups, granularity = layers.groups(level), COARSENING[level]
-    if _within(initial, budget_db, worst_budget_db):  # nothing to revert: spare the sensitivity evaluations
+    if within(initial):  # nothing to revert: spare the sensitivity evaluations
         log("  within budget as quantized: no sensitivity needed")
-        return FallbackResult(initial, initial, [], [], [], True, granularity, level, evals,
+        return FallbackResult(initial, initial, [], [], [], True, granularity, level, backend.count,
                               time.perf_counter() - t0, budget_db, worst_budget_db)
     sensitivity = []
     for g in groups:
-        if evals >= max_evals - 1:
+        if backend.count >= max_evals - 1:
             break
-        s = measure([g])
+        s = backend.measure([g])
         sensitivity.append({"group": g, "layers": len(layers.nodes_in([g], level)), "drop_db_mean": round(s.mean, 4),
                             "drop_db_worst": round(s.worst, 4), "gain_db": round(initial.mean - s.mean, 4),
                             "gain_worst_db": round(initial.worst - s.worst, 4)})
@@ -189,22 +247,21 @@ def run_fallback(qdq_model, fp32_model, layers: GraphLayers, evaluate: Callable,
     log(f"  sensitivity of {len(sensitivity)} groups ({granularity}); most sensitive: "
         + ", ".join(f"{s['group']} {s['gain_db']:+.3f} dB" for s in order[:3]))
 
+    def batch_size(step: int, left: int) -> int:
+        if backend.count >= max_evals - 1:
+            return left  # out of evaluations: revert everything left (= the FP32 model)
+        return 1 if step <= SINGLE_STEPS else 2 ** (step - SINGLE_STEPS)
+
     reverted: list[str] = []
     history: list[dict] = []
-    current = initial
-    step = 0
-    while not _within(current, budget_db, worst_budget_db) and queue:
-        step += 1
-        size = 1 if step <= SINGLE_STEPS else 2 ** (step - SINGLE_STEPS)
-        if evals >= max_evals - 1:
-            size = len(queue)  # out of evaluations: revert everything left (= the FP32 model)
-        batch, queue = queue[:size], queue[size:]
-        reverted.extend(batch)
-        current = measure(reverted)
+
+    def on_step(step: int, batch: list[str], current: DropStats) -> None:
         history.append({"step": step, "reverted": list(batch), "drop_db_mean": round(current.mean, 4),
                         "drop_db_worst": round(current.worst, 4),
                         "psnr_vs_fp32_db_mean": round(current.psnr_vs_fp32_mean, 2)})
         log(f"  revert {', '.join(batch)}: drop {current.mean:+.3f} dB mean, {current.worst:+.3f} dB worst")
-    return FallbackResult(initial, current, sensitivity, reverted, history,
-                          _within(current, budget_db, worst_budget_db), granularity, level, evals,
-                          time.perf_counter() - t0, budget_db, worst_budget_db)
+
+    current = revert_until_within(backend, initial, queue, reverted, within=within, batch_size=batch_size,
+                                  on_step=on_step)
+    return FallbackResult(initial, current, sensitivity, reverted, history, within(current), granularity, level,
+                          backend.count, time.perf_counter() - t0, budget_db, worst_budget_db)

@@ -12,16 +12,22 @@ Weights use NNCF's overflow fix on every layer (7-bit weight range): x86 CPUs wi
 into saturating int16 sums. Measured on this machine's AVX2 EPYC (dramnet_tiny stand-in weights, reporting photos):
 INT8 vs FP32 IR 40.9 dB with the default first-layer-only fix, 44.4 dB with it on every layer. OpenVINO's INT8
 kernels still land well below the Q/DQ simulation of the same placement (53.6 dB on ONNX Runtime), so the pipeline
-continues the fallback with OpenVINO itself in the loop (``pipeline.openvino_int8_graphs``).
+continues the fallback with OpenVINO itself in the loop (``openvino_int8_graphs``): the fallback's revert loop
+(``fallback.revert_until_within``) with ``OpenVINOFallbackBackend`` measuring each step on a re-quantized IR.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+from .fallback import DropStats, _within, drop_stats, revert_until_within
+from .onnx_graphs import GRAPHS, IMAGE, INPUT, MODEL, QuantizationPlan, verify_graphs
 from ..errors import MissingExtraError, UserError
+from ..runtime.batching import run_batched
 from ..signal_stack import pin_signal_stack
 
 
@@ -80,3 +86,112 @@ def quantize_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike,
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
     fq = sum(1 for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize")
     return {"nncf": nncf.__version__, "ignored": len(list(exclude)), "fake_quantize": fq}
+
+
+# ----------------------------------------------------------------------------------------------- the four graphs
+
+
+def _openvino_runner(xml_path: Path, threads: int | None) -> Callable[[dict], dict]:
+    """run(feeds) -> {output name: array} for a compiled IR (f32 hint), any N (static batches padded)."""
+    from ..export.onnx2openvino import compile_openvino
+
+    model = compile_openvino(xml_path, f32=True, threads=threads)
+    names = [p.get_any_name() for p in model.inputs]
+    static = model.inputs[0].get_partial_shape()[0]
+    chunk = static.get_length() if static.is_static else 8
+    request = model.create_infer_request()
+
+    outputs = [port.get_any_name() for port in model.outputs]
+
+    def infer(part: dict) -> list:
+        result = request.infer(part)
+        return [np.array(result[port]) for port in model.outputs]  # a copy: the request reuses its buffers
+
+    def run(feeds: dict) -> dict:
+        if not len(feeds[INPUT]):
+            return {}  # no items: no outputs, the graph is not run
+        return dict(zip(outputs, run_batched(infer, {k: feeds[k] for k in names}, chunk, static=static.is_static)))
+
+    return run
+
+
+class OpenVINOFallbackBackend:
+    """The fallback's OpenVINO backend: the whole-model IR re-quantized by NNCF with the sensitive nodes and the
+    reverted groups' nodes (at the plan's coarsening level) kept in float, compiled (f32 hint) and run on the
+    plan's held-out tiles."""
+
+    def __init__(self, fp32_paths: dict[str, Path], xml_paths: dict[str, Path], plan: QuantizationPlan, *,
+                 batch: int | str = "dynamic", threads: int | None = None):
+        self.fp32_paths = fp32_paths
+        self.xml_paths = xml_paths
+        self.plan = plan
+        self.batch = batch
+        self.threads = threads
+
+    def exclusions(self, graph: str, reverted: list[str]) -> list[str]:
+        lay = self.plan.layers[graph]
+        return sorted(set(lay.sensitive_nodes()) | set(lay.nodes_in(reverted, self.plan.result.level)))
+
+    def quantize(self, graph: str, reverted: list[str]) -> None:
+        quantize_openvino(self.fp32_paths[graph], self.xml_paths[graph], self.plan.calib_batches[graph],
+                          exclude=self.exclusions(graph, reverted), batch=self.batch, method=self.plan.settings.method)
+
+    def measure(self, reverted: list[str]) -> DropStats:
+        self.quantize(MODEL, reverted)
+        hold = self.plan.calibration.holdout
+        return drop_stats(_openvino_runner(self.xml_paths[MODEL], self.threads)({INPUT: hold.blurred})[IMAGE],
+                          self.plan.fp32_hold, hold.sharp)
+
+
+def openvino_int8_graphs(fp32_paths: dict[str, Path], xml_paths: dict[str, Path], plan: QuantizationPlan, *,
+                         batch: int | str = "dynamic", tau: float | None = None, threads: int | None = None,
+                         max_steps: int = 6, log: Callable[[str], None] | None = None) -> dict:
+    """INT8 OpenVINO IR of the four graphs via NNCF's OpenVINO path.
+
+    Starts from ``plan``'s exclusions (ONNX fallback), then continues the fallback with OpenVINO in the loop:
+    OpenVINO's INT8 kernels are not the Q/DQ simulation the plan was measured on, so while the whole-model IR's
+    held-out drop is over budget the next groups in the plan's sensitivity order are reverted (1, 2, 4, ... at a
+    time; the last of ``max_steps`` reverts all that remain). Returns {"openvino_int8": per-graph info,
+    "openvino_fallback": steps, "reverted": groups, "final": held-out drop of the written IR}.
+    """
+    if max_steps < 1:
+        raise UserError(f"max_steps must be >= 1 (the last step reverts every group left), got {max_steps}")
+    log = log or (lambda msg: None)
+    result, level = plan.result, plan.result.level
+    ranked = [s["group"] for s in sorted(result.sensitivity, key=lambda r: (-r["gain_db"], r["group"]))]
+    queue = [g for g in ranked + plan.layers[MODEL].groups(level) if g not in result.reverted]
+    queue = list(dict.fromkeys(queue))
+    reverted = list(result.reverted)
+    backend = OpenVINOFallbackBackend(fp32_paths, xml_paths, plan, batch=batch, threads=threads)
+
+    steps = []
+
+    def on_step(step: int, batch_groups: list[str], stats: DropStats) -> None:
+        steps.append({"step": step, "reverted": list(reverted), "drop_db_mean": round(stats.mean, 4),
+                      "drop_db_worst": round(stats.worst, 4), "psnr_vs_fp32_db_mean": round(stats.psnr_vs_fp32_mean, 2)})
+        log(f"  OpenVINO INT8 whole model, {len(reverted)} group(s) FP32: drop {stats.mean:+.3f} dB mean, "
+            f"{stats.worst:+.3f} dB worst")
+
+    initial = backend.measure(reverted)  # step 0: the ONNX fallback's placement, measured on OpenVINO
+    on_step(0, [], initial)
+    revert_until_within(backend, initial, queue, reverted,
+                        within=lambda stats: _within(stats, plan.budget_db, plan.worst_budget_db),
+                        batch_size=lambda step, left: left if step == max_steps else 2 ** (step - 1),
+                        on_step=on_step)
+
+    info = {}
+    for g in GRAPHS:
+        if g != MODEL:
+            backend.quantize(g, reverted)
+        exclusions = backend.exclusions(g, reverted)
+        info[g] = {"fake_quantize": _count_fake_quantize(xml_paths[g]), "kept_fp32": len(exclusions)}
+        log(f"  int8 IR {g}: {info[g]['fake_quantize']} FakeQuantize ops")
+    runners = {g: _openvino_runner(xml_paths[g], threads) for g in GRAPHS}
+    final = verify_graphs(fp32_paths, lambda g, feeds: runners[g](feeds), plan, tau, threads)
+    return {"openvino_int8": info, "openvino_fallback": steps, "reverted": reverted, "final": final}
+
+
+def _count_fake_quantize(xml_path: Path) -> int:
+    import openvino as ov
+
+    return sum(1 for op in ov.Core().read_model(str(xml_path)).get_ops() if op.get_type_name() == "FakeQuantize")

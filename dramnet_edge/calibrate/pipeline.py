@@ -1,285 +1,40 @@
 """Calibration end to end: FP32 ONNX graphs in, INT8 Q/DQ graphs + report out.
 
-``calibrate_onnx_graphs`` works on the four FP32 graphs of an export (model, encoder, decoder_full, decoder_light):
+``calibrate`` (the CLI's entry, here) adds model loading or an existing FP32 export, the sidecar, parity on photos and
+the report files to ``calibrate_onnx_graphs``. ``quantize_for_export`` is what ``export --precision int8`` calls for
+each target. The parts live in their own modules; every name stays importable from here, its old home:
 
-1. the FP32 encoder scores candidate tiles with the model's own blur map -> a stratified calibration set
-   (``tiles.build_calibration_set``);
-2. the whole-model graph is quantized with every sensitive node (``graph.analyse_graph``) left in FP32, and the
-   accuracy-bounded fallback (``fallback.run_fallback``) picks the layer groups to put back in FP32;
-3. each of the four graphs is quantized by the chosen library with the same exclusions (sensitive nodes + reverted
-   groups, by group name, so the graphs agree), the decoders calibrated on the FP32 encoder's outputs;
-4. the written graphs are checked: Q/DQ form (``inspect_qdq``), the drop of the whole-model graph and of the split
-   pipeline the runtime uses (encoder -> full / light decoder) on the held-out tiles, and the early-exit agreement.
-
-``calibrate`` (the CLI's entry) adds model loading or an existing FP32 export, the sidecar, parity on photos and the
-report files. ``quantize_for_export`` is what ``export --precision int8`` calls for each target.
+onnx_graphs.py    the four graphs: calibration set, fallback, Q/DQ graphs, verification, report dict
+                  (``plan_quantization``, ``calibrate_onnx_graphs``, ``verify_graphs``, ``build_report``)
+openvino_int8.py  INT8 OpenVINO IR with OpenVINO in the fallback loop (``openvino_int8_graphs``)
+export_int8.py    ``quantize_for_export`` (export --precision int8)
+report.py         the report files (``write_report``, ``report_paths``) and the sidecar's summary of the report
 """
 
+# ruff: noqa: F401  (re-exports: the names of this module's old contents)
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from .fallback import DropEvaluator, FallbackResult, drop_stats, run_fallback
-from .graph import GraphLayers, analyse_graph
-from .quantize import QuantSettings, batches, graph_batch, inspect_qdq, load_onnx, quantize_onnx
+from .export_int8 import quantize_for_export
+from .onnx_graphs import (BLUR, DECODER_FULL, DECODER_LIGHT, DEFAULT_BUDGET_DB, DEFAULT_MAX_EVALS, ENCODER,
+                          ENCODER_OUTPUTS, GRAPHS, IMAGE, INPUT, MODEL, QuantizationPlan, _count_kinds, _feeds,
+                          _graph_report, _max_blur, build_report, calibrate_onnx_graphs, check_budget,
+                          export_fp32_graphs, plan_quantization, verify_graphs)
+from .openvino_int8 import OpenVINOFallbackBackend, _count_fake_quantize, _openvino_runner, openvino_int8_graphs
+from .quantize import QuantSettings
 from .recipe import CalibrationRecipe
+from .report import _json_default, _sidecar_summary, report_paths, write_report
 from .runner import OnnxGraph
-from .tiles import CalibrationSet, build_calibration_set
 from ..errors import UserError
-from ..runtime.batching import run_batched
-
-from ..export.names import (BLUR, DECODER_FULL, DECODER_LIGHT, ENCODER, ENCODER_OUTPUTS, IMAGE, INPUT,  # noqa: F401
-                             MODEL)
-from ..export.names import QUANTIZED_GRAPHS as GRAPHS  # the four graphs INT8 quantizes
-DEFAULT_BUDGET_DB = 0.1
-DEFAULT_MAX_EVALS = 48
-
-
-def check_budget(budget_db: float) -> float:
-    if not (isinstance(budget_db, (int, float)) and np.isfinite(budget_db) and budget_db > 0):
-        raise UserError(f"--budget-db must be a positive number of dB, got {budget_db}")
-    return float(budget_db)
-
-
-def export_fp32_graphs(model, folder: str | os.PathLike, *, tau: float | None = None, dynamic_batch: bool = True,
-                       fft: str = "dft", log: Callable[[str], None] | None = None) -> tuple[dict[str, Path], object]:
-    """Fold ``model`` and export its graphs as FP32 ONNX into ``folder`` (``m.onnx``, ``m.encoder.onnx``, ...).
-    Returns (paths by graph name, the folded module)."""
-    from ..export.fold import example_inputs, fold_model, split_graphs
-    from ..export.formats import get_format
-    from ..export.torch2onnx import export_onnx
-
-    log = log or (lambda msg: None)
-    folded = fold_model(model.eval(), fft)
-    graphs = split_graphs(folded, tau)
-    paths = get_format("onnx").artifact_paths(Path(folder) / "m.onnx")
-    for name, graph in graphs.items():
-        t0 = time.perf_counter()
-        ex = example_inputs(graph, folded, 2 if dynamic_batch else 1)
-        export_onnx(graph, ex, paths[name], input_names=graph.input_names, output_names=graph.output_names,
-                    dynamic_batch=dynamic_batch)
-        log(f"  fp32 {name}: {time.perf_counter() - t0:.1f} s")
-    return paths, folded
-
-
-def _feeds(graph: str, x: np.ndarray, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if graph in (MODEL, ENCODER):
-        return {INPUT: x}
-    return {INPUT: x, **{k: encoded[k] for k in ENCODER_OUTPUTS}}
-
-
-def _max_blur(blur: np.ndarray) -> np.ndarray:
-    return blur.reshape(len(blur), -1).max(axis=1)
-
-
-@dataclass
-class QuantizationPlan:
-    """What the fallback decided, and what the graph writers need: the calibration set, the FP32 encoder's outputs
-    on it, each graph's layer map, the fallback result, the FP32 whole-model output on the held-out tiles."""
-
-    calibration: CalibrationSet
-    layers: dict[str, GraphLayers]
-    result: FallbackResult
-    enc_calib: dict[str, np.ndarray]
-    enc_hold: dict[str, np.ndarray]
-    fp32_hold: np.ndarray
-    calib_batches: dict[str, list]
-    settings: QuantSettings
-    budget_db: float
-    worst_budget_db: float | None
-    recipe: CalibrationRecipe
-    timings: dict = field(default_factory=dict)
-
-    def exclusions(self, graph: str) -> list[str]:
-        """Node names of ``graph`` kept in float: the sensitive ones and the reverted groups'."""
-        lay = self.layers[graph]
-        return sorted(set(lay.sensitive_nodes()) | set(lay.nodes_in(self.result.reverted, self.result.level)))
-
-
-def plan_quantization(
-    fp32_paths: dict[str, Path], *, tile: int, tau: float | None = None, recipe: CalibrationRecipe | None = None,
-    settings: QuantSettings | None = None, budget_db: float = DEFAULT_BUDGET_DB, worst_budget_db: float | None = None,
-    max_evals: int = DEFAULT_MAX_EVALS, calib_data: str | os.PathLike | None = None,
-    aliases: dict[str, str] | None = None, calibration: CalibrationSet | None = None, threads: int | None = None,
-    log: Callable[[str], None] | None = None,
-) -> QuantizationPlan:
-    """Steps 1-2 of the module docstring: the calibration set and the fallback on the whole-model graph."""
-    log = log or (lambda msg: None)
-    recipe = recipe or CalibrationRecipe()
-    settings = settings or QuantSettings()
-    budget_db = check_budget(budget_db)
-    missing = [g for g in GRAPHS if g not in fp32_paths or not Path(fp32_paths[g]).is_file()]
-    if missing:
-        raise UserError(f"FP32 graphs missing: {', '.join(missing)}")
-    timings: dict[str, float] = {}
-    encoder = OnnxGraph(fp32_paths[ENCODER], threads=threads)
-    if calibration is None:
-        t0 = time.perf_counter()
-        calibration = build_calibration_set(
-            tile, lambda t: _max_blur(encoder.run_named({INPUT: t})[BLUR]), recipe, calib_data=calib_data, tau=tau,
-            log=log)
-        timings["calibration_set_s"] = round(time.perf_counter() - t0, 1)
-    summary = calibration.summary()
-    log(f"calibration set: {summary['calibration_tiles']} tiles {summary['calibration_strata']}, held out "
-        f"{summary['holdout_tiles']} {summary['holdout_strata']}; thresholds {summary['thresholds']['sharp_mild']:.3f} / "
-        f"{summary['thresholds']['mild_heavy']:.3f}")
-    calib_x, hold_x = calibration.calib.blurred, calibration.holdout.blurred
-    enc_calib = encoder.run_named({INPUT: calib_x})
-    enc_hold = encoder.run_named({INPUT: hold_x})
-
-    fp32_model = load_onnx(fp32_paths[MODEL])
-    layers = {g: analyse_graph(load_onnx(fp32_paths[g]) if g != MODEL else fp32_model, aliases) for g in GRAPHS}
-    calib_batches = {g: batches(_feeds(g, calib_x, enc_calib), graph_batch(fp32_paths[g])) for g in GRAPHS}
-    with tempfile.TemporaryDirectory(prefix="dramnet-calib-") as work:
-        t0 = time.perf_counter()
-        all_path = Path(work) / "model.all.onnx"
-        quantize_onnx(fp32_paths[MODEL], all_path, calib_batches[MODEL], settings=settings,
-                      exclude=layers[MODEL].sensitive_nodes())
-        timings["quantize_model_s"] = round(time.perf_counter() - t0, 1)
-        fp32_hold = OnnxGraph(fp32_model, threads=threads).run({INPUT: hold_x})[0]
-        evaluator = DropEvaluator({INPUT: hold_x}, fp32_hold, calibration.holdout.sharp, threads=threads)
-        log(f"fallback: budget {budget_db} dB (mean drop over {len(hold_x)} held-out tiles, vs "
-            f"{'ground truth' if calibration.has_ground_truth else 'the FP32 output'}), at most {max_evals} evaluations")
-        t0 = time.perf_counter()
-        result = run_fallback(load_onnx(all_path), fp32_model, layers[MODEL], evaluator, budget_db=budget_db,
-                              worst_budget_db=worst_budget_db, max_evals=max_evals, log=log)
-        timings["fallback_s"] = round(time.perf_counter() - t0, 1)
-    return QuantizationPlan(calibration, layers, result, enc_calib, enc_hold, fp32_hold, calib_batches, settings,
-                            budget_db, worst_budget_db, recipe, timings)
-
-
-def calibrate_onnx_graphs(
-    fp32_paths: dict[str, Path], out_paths: dict[str, Path], *, tile: int, tau: float | None = None,
-    recipe: CalibrationRecipe | None = None, settings: QuantSettings | None = None,
-    budget_db: float = DEFAULT_BUDGET_DB, worst_budget_db: float | None = None, max_evals: int = DEFAULT_MAX_EVALS,
-    calib_data: str | os.PathLike | None = None, aliases: dict[str, str] | None = None,
-    calibration: CalibrationSet | None = None, threads: int | None = None,
-    log: Callable[[str], None] | None = None, plan: "QuantizationPlan | None" = None,
-) -> dict:
-    """Quantize the four FP32 graphs into Q/DQ ONNX at ``out_paths`` (see module docstring). Returns the report.
-
-    calibration: a ready ``CalibrationSet`` (else built from ``recipe`` / ``calib_data``). aliases: parameter-value
-    aliases (``graph.weight_aliases`` of the folded torch model) for readable layer names; optional.
-    plan: a ready ``plan_quantization`` result (then the planning arguments are ignored).
-    """
-    log = log or (lambda msg: None)
-    t_start = time.perf_counter()
-    if plan is None:
-        plan = plan_quantization(fp32_paths, tile=tile, tau=tau, recipe=recipe, settings=settings,
-                                 budget_db=budget_db, worst_budget_db=worst_budget_db, max_evals=max_evals,
-                                 calib_data=calib_data, aliases=aliases, calibration=calibration, threads=threads,
-                                 log=log)
-    t0 = time.perf_counter()
-    graph_reports = {}
-    for g in GRAPHS:
-        Path(out_paths[g]).parent.mkdir(parents=True, exist_ok=True)
-        quantize_onnx(fp32_paths[g], out_paths[g], plan.calib_batches[g], settings=plan.settings,
-                      exclude=plan.exclusions(g))
-        graph_reports[g] = _graph_report(plan, g, out_paths[g])
-        log(f"  int8 {g}: {graph_reports[g]['quantized_layers']} of {graph_reports[g]['quantizable_layers']} "
-            "Conv/MatMul layers quantized")
-    plan.timings["quantize_graphs_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    runners = {g: OnnxGraph(out_paths[g], threads=threads) for g in GRAPHS}
-    final = verify_graphs(fp32_paths, lambda g, feeds: runners[g].run_named(feeds), plan, tau, threads)
-    plan.timings["verify_s"] = round(time.perf_counter() - t0, 1)
-    plan.timings["total_s"] = round(time.perf_counter() - t_start, 1)
-    report = build_report(plan, final, graph_reports)
-    log(f"final (written graphs, held out): whole model drop {final['model']['drop_db_mean']:+.3f} dB mean, "
-        f"{final['model']['drop_db_worst']:+.3f} dB worst; split pipeline {final['split_full']['drop_db_mean']:+.3f} dB "
-        f"mean; reverted {len(plan.result.reverted)} group(s)")
-    return report
-
-
-def _graph_report(plan: QuantizationPlan, g: str, path: Path) -> dict:
-    lay = plan.layers[g]
-    qdq = inspect_qdq(path)
-    return {
-        "file": Path(path).name,
-        "quantizable_layers": len(lay.quantizable),
-        "kept_fp32_sensitive": _count_kinds(lay.sensitive),
-        "kept_fp32_reverted": len(lay.nodes_in(plan.result.reverted, plan.result.level)),
-        "quantized_layers": qdq["quantized_nodes"],
-        "qdq": qdq,
-    }
-
-
-def build_report(plan: QuantizationPlan, final: dict, graph_reports: dict) -> dict:
-    """The report dict (JSON-ready) of one calibration."""
-    result, calibration = plan.result, plan.calibration
-    names = calibration.holdout.names
-    return {
-        "settings": plan.settings.describe(),
-        "budget_db": plan.budget_db,
-        "worst_budget_db": plan.worst_budget_db,
-        "calibration": {**calibration.summary(), "recipe": plan.recipe.to_dict()},
-        "sensitive_kept_fp32": {g: {lay.label_of[n]: k for n, k in lay.sensitive.items()}
-                                for g, lay in plan.layers.items()},
-        "fallback": {
-            "granularity": result.granularity,
-            "level": result.level,
-            "evaluations": result.evaluations,
-            "seconds": round(result.seconds, 1),
-            "initial": result.initial.to_dict(names),
-            "sensitivity": result.sensitivity,
-            "reverted": result.reverted,
-            "history": result.history,
-            "met": result.met,
-            "estimate": result.final.to_dict(names),
-        },
-        "final": final,
-        "graphs": graph_reports,
-        "timings": plan.timings,
-    }
-
-
-def _count_kinds(sensitive: dict[str, str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for k in sensitive.values():
-        out[k] = out.get(k, 0) + 1
-    return out
-
-
-def verify_graphs(fp32_paths, run: Callable[[str, dict], dict], plan: QuantizationPlan, tau, threads) -> dict:
-    """Drop of written INT8 graphs on the held-out tiles: the whole-model graph, and the split pipeline (INT8
-    encoder -> INT8 full / light decoder) against the FP32 split pipeline; blur-score error; exit agreement at tau.
-    run(graph, feeds) -> {output name: array} runs one INT8 graph (ONNX Runtime or OpenVINO)."""
-    calibration = plan.calibration
-    x, sharp, names = calibration.holdout.blurred, calibration.holdout.sharp, calibration.holdout.names
-    enc_hold = plan.enc_hold
-    out = {"model": drop_stats(run(MODEL, {INPUT: x})[IMAGE], plan.fp32_hold, sharp).to_dict(names)}
-    enc_q = run(ENCODER, {INPUT: x})
-    full32 = OnnxGraph(fp32_paths[DECODER_FULL], threads=threads).run(_feeds(DECODER_FULL, x, enc_hold))[0]
-    light32 = OnnxGraph(fp32_paths[DECODER_LIGHT], threads=threads).run(_feeds(DECODER_LIGHT, x, enc_hold))[0]
-    full_q = run(DECODER_FULL, _feeds(DECODER_FULL, x, enc_q))[IMAGE]
-    light_q = run(DECODER_LIGHT, _feeds(DECODER_LIGHT, x, enc_q))[IMAGE]
-    out["split_full"] = drop_stats(full_q, full32, sharp).to_dict(names)
-    out["split_light"] = drop_stats(light_q, light32, sharp).to_dict(names)
-    blur32, blur_q = _max_blur(enc_hold[BLUR]), _max_blur(enc_q[BLUR])
-    out["blur_score_max_abs_diff"] = round(float(np.abs(blur32 - blur_q).max()), 5)
-    if tau is not None:
-        out["exit_agreement"] = round(float(((blur32 < tau) == (blur_q < tau)).mean()), 4)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- the CLI's entry
-
-
-def report_paths(output: str | os.PathLike) -> tuple[Path, Path]:
-    """``m.int8.onnx`` -> (``m.int8.onnx.report.json``, ``m.int8.onnx.report.md``): named after the whole artifact
-    name, so INT8 exports of one stem to different targets keep their own reports."""
-    from ..export.formats import report_paths as artifact_report_paths
-
-    return artifact_report_paths(output)
 
 
 def write_unquantized_graphs(fp32_paths: dict[str, Path], out_paths: dict[str, Path], *, openvino: bool = False,
@@ -421,18 +176,6 @@ def _opset(path: Path) -> int:
     return next((i.version for i in m.opset_import if i.domain in ("", "ai.onnx")), 0)
 
 
-def _sidecar_summary(report: dict) -> dict:
-    fb = report["fallback"]
-    return {
-        "library": report["settings"]["library"], "method": report["settings"]["method"],
-        "scheme": "int8 symmetric, per-channel weights, zero-point 0 (Q/DQ)",
-        "budget_db": report["budget_db"], "met": fb["met"], "reverted_groups": fb["reverted"],
-        "drop_db_mean": report["final"]["model"]["drop_db_mean"],
-        "drop_db_worst": report["final"]["model"]["drop_db_worst"],
-        "calibration_strata": report["calibration"]["calibration_strata"],
-    }
-
-
 def _parity(side_path: Path, fp32_paths: dict[str, Path], tile: int, tau, model) -> dict:
     """Parity of the INT8 artifact on the export's parity photos, against the torch model when given (the export
     convention), else against the FP32 ONNX graphs it was quantized from."""
@@ -454,170 +197,3 @@ def _parity(side_path: Path, fp32_paths: dict[str, Path], tile: int, tau, model)
     parity = measure_parity(OnnxRuntimeSession(side_path), refs, photos, tau, "int8")
     parity["reference"] = "the FP32 ONNX graphs the INT8 model was quantized from"
     return parity
-
-
-def write_report(output: str | os.PathLike, report: dict) -> tuple[Path, Path]:
-    """Write ``m.int8.report.json`` and ``m.int8.report.md`` beside ``output``."""
-    from ..io_utils import atomic_write
-    from .report import report_markdown
-
-    json_path, md_path = report_paths(output)
-    text = json.dumps(report, indent=2, default=_json_default) + "\n"
-    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
-    md = report_markdown(report)
-    atomic_write(md_path, lambda tmp: Path(tmp).write_text(md))
-    return json_path, md_path
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.bool_):
-        return bool(o)
-    raise TypeError(type(o).__name__)
-
-
-# ----------------------------------------------------------------------------------------------- export --precision int8
-
-
-def _openvino_runner(xml_path: Path, threads: int | None) -> Callable[[dict], dict]:
-    """run(feeds) -> {output name: array} for a compiled IR (f32 hint), any N (static batches padded)."""
-    from ..export.onnx2openvino import compile_openvino
-
-    model = compile_openvino(xml_path, f32=True, threads=threads)
-    names = [p.get_any_name() for p in model.inputs]
-    static = model.inputs[0].get_partial_shape()[0]
-    chunk = static.get_length() if static.is_static else 8
-    request = model.create_infer_request()
-
-    outputs = [port.get_any_name() for port in model.outputs]
-
-    def infer(part: dict) -> list:
-        result = request.infer(part)
-        return [np.array(result[port]) for port in model.outputs]  # a copy: the request reuses its buffers
-
-    def run(feeds: dict) -> dict:
-        if not len(feeds[INPUT]):
-            return {}  # no items: no outputs, the graph is not run
-        return dict(zip(outputs, run_batched(infer, {k: feeds[k] for k in names}, chunk, static=static.is_static)))
-
-    return run
-
-
-def openvino_int8_graphs(fp32_paths: dict[str, Path], xml_paths: dict[str, Path], plan: QuantizationPlan, *,
-                         batch: int | str = "dynamic", tau: float | None = None, threads: int | None = None,
-                         max_steps: int = 6, log: Callable[[str], None] | None = None) -> dict:
-    """INT8 OpenVINO IR of the four graphs via NNCF's OpenVINO path.
-
-    Starts from ``plan``'s exclusions (ONNX fallback), then continues the fallback with OpenVINO in the loop:
-    OpenVINO's INT8 kernels are not the Q/DQ simulation the plan was measured on, so while the whole-model IR's
-    held-out drop is over budget the next groups in the plan's sensitivity order are reverted (1, 2, 4, ... at a
-    time; the last of ``max_steps`` reverts all that remain). Returns {"openvino_int8": per-graph info,
-    "openvino_fallback": steps, "reverted": groups, "final": held-out drop of the written IR}.
-    """
-    from .fallback import _within
-    from .openvino_int8 import quantize_openvino
-
-    log = log or (lambda msg: None)
-    result, level = plan.result, plan.result.level
-    ranked = [s["group"] for s in sorted(result.sensitivity, key=lambda r: (-r["gain_db"], r["group"]))]
-    queue = [g for g in ranked + plan.layers[MODEL].groups(level) if g not in result.reverted]
-    queue = list(dict.fromkeys(queue))
-    reverted = list(result.reverted)
-    hold = plan.calibration.holdout
-
-    def exclusions(graph: str) -> list[str]:
-        lay = plan.layers[graph]
-        return sorted(set(lay.sensitive_nodes()) | set(lay.nodes_in(reverted, level)))
-
-    steps = []
-    for step in range(max_steps + 1):
-        quantize_openvino(fp32_paths[MODEL], xml_paths[MODEL], plan.calib_batches[MODEL],
-                          exclude=exclusions(MODEL), batch=batch, method=plan.settings.method)
-        stats = drop_stats(_openvino_runner(xml_paths[MODEL], threads)({INPUT: hold.blurred})[IMAGE],
-                           plan.fp32_hold, hold.sharp)
-        steps.append({"step": step, "reverted": list(reverted), "drop_db_mean": round(stats.mean, 4),
-                      "drop_db_worst": round(stats.worst, 4), "psnr_vs_fp32_db_mean": round(stats.psnr_vs_fp32_mean, 2)})
-        log(f"  OpenVINO INT8 whole model, {len(reverted)} group(s) FP32: drop {stats.mean:+.3f} dB mean, "
-            f"{stats.worst:+.3f} dB worst")
-        if _within(stats, plan.budget_db, plan.worst_budget_db) or not queue:
-            break
-        size = len(queue) if step + 1 == max_steps else 2 ** step
-        reverted += queue[:size]
-        queue = queue[size:]
-
-    info = {}
-    for g in GRAPHS:
-        if g != MODEL:
-            quantize_openvino(fp32_paths[g], xml_paths[g], plan.calib_batches[g], exclude=exclusions(g),
-                              batch=batch, method=plan.settings.method)
-        info[g] = {"fake_quantize": _count_fake_quantize(xml_paths[g]), "kept_fp32": len(exclusions(g))}
-        log(f"  int8 IR {g}: {info[g]['fake_quantize']} FakeQuantize ops")
-    runners = {g: _openvino_runner(xml_paths[g], threads) for g in GRAPHS}
-    final = verify_graphs(fp32_paths, lambda g, feeds: runners[g](feeds), plan, tau, threads)
-    return {"openvino_int8": info, "openvino_fallback": steps, "reverted": reverted, "final": final}
-
-
-def _count_fake_quantize(xml_path: Path) -> int:
-    import openvino as ov
-
-    return sum(1 for op in ov.Core().read_model(str(xml_path)).get_ops() if op.get_type_name() == "FakeQuantize")
-
-
-def quantize_for_export(
-    folded, fmt_name: str, *, fp32_onnx_paths: dict[str, Path], out_paths: dict[str, Path],
-    tau: float | None = None, batch: int | str = "dynamic", calib_data=None, recipe: CalibrationRecipe | None = None,
-    budget_db: float = DEFAULT_BUDGET_DB, settings: QuantSettings | None = None, max_evals: int = DEFAULT_MAX_EVALS,
-    report_path: str | os.PathLike | None = None, threads: int | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict:
-    """The INT8 graphs of one ``export --precision int8`` and the sidecar fields that describe them.
-
-    fmt_name "onnx" or "tensorrt": Q/DQ ONNX at ``out_paths`` (the .onnx paths; for TensorRT the ONNX the engines
-    are built from, checked for TensorRT: ``lint_onnx`` + ``check_qdq_for_tensorrt``). "openvino": INT8 IR at
-    ``out_paths`` (.xml) through NNCF's OpenVINO path, with the exclusions the ONNX fallback chose.
-    fp32_onnx_paths: the FP32 ONNX graphs the exporter wrote (DFT-free). folded: the folded torch module (readable
-    layer names only). report_path: where to write the .report.json/.md (derived from it like ``report_paths``).
-    Returns {"quantization": summary, "report": file name} (+ "openvino_int8" for OpenVINO).
-    CoreML's INT8 is not here: see ``coreml_w8a8``.
-    """
-    from .graph import weight_aliases
-    from .quantize import check_qdq_for_tensorrt
-
-    if fmt_name not in ("onnx", "tensorrt", "openvino"):
-        raise UserError(f"INT8 calibration covers onnx, tensorrt and openvino; {fmt_name} is not one of them")
-    log = log or (lambda msg: None)
-    tile = int(folded.tile)
-    aliases = weight_aliases(folded) if folded is not None else None
-    if fmt_name in ("onnx", "tensorrt"):
-        report = calibrate_onnx_graphs(
-            fp32_onnx_paths, out_paths, tile=tile, tau=tau, recipe=recipe, settings=settings, budget_db=budget_db,
-            max_evals=max_evals, calib_data=calib_data, aliases=aliases, threads=threads, log=log)
-        if fmt_name == "tensorrt":
-            for g, p in out_paths.items():
-                check_qdq_for_tensorrt(p, name=f"{Path(p).name} ({g})")
-    else:
-        plan = plan_quantization(fp32_onnx_paths, tile=tile, tau=tau, recipe=recipe, settings=settings,
-                                 budget_db=budget_db, max_evals=max_evals, calib_data=calib_data, aliases=aliases,
-                                 threads=threads, log=log)
-        ov = openvino_int8_graphs(fp32_onnx_paths, out_paths, plan, batch=batch, tau=tau, threads=threads, log=log)
-        report = build_report(plan, ov["final"], {})
-        report["settings"]["openvino"] = ("NNCF OpenVINO backend, CPU config (u8/i8 activations), Conv/MatMul inputs, "
-                                          "overflow fix on every layer")
-        report["fallback"]["openvino"] = ov["openvino_fallback"]
-        report["fallback"]["reverted"] = ov["reverted"]
-        last = ov["openvino_fallback"][-1]
-        report["fallback"]["met"] = bool(last["drop_db_mean"] <= plan.budget_db and (
-            plan.worst_budget_db is None or last["drop_db_worst"] <= plan.worst_budget_db))
-    report.update(model=getattr(folded, "create_args", {}).get("name", type(folded).__name__), tile=tile, tau=tau,
-                  source=f"export --target {fmt_name} --precision int8",
-                  artifact={g: Path(p).name for g, p in out_paths.items()})
-    extra = {"quantization": _sidecar_summary(report)}
-    if fmt_name == "openvino":
-        extra["openvino_int8"] = ov["openvino_int8"]
-    if report_path is not None:
-        json_path, _ = write_report(report_path, report)
-        extra["report"] = json_path.name
-    return extra

@@ -1,6 +1,13 @@
-"""The Markdown form of a calibration report (the JSON form is the report dict itself)."""
+"""A calibration report's files: the JSON form (the report dict itself) and the Markdown form beside the artifact
+(``write_report``, ``report_paths``), and the summary of it that goes into the sidecar (``_sidecar_summary``)."""
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 
 
 def _drop_row(label: str, d: dict) -> str:
@@ -87,3 +94,45 @@ def report_markdown(report: dict) -> str:
     if t:
         lines += ["", "Timings (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in t.items())]
     return "\n".join(lines) + "\n"
+
+
+def report_paths(output: str | os.PathLike) -> tuple[Path, Path]:
+    """``m.int8.onnx`` -> (``m.int8.onnx.report.json``, ``m.int8.onnx.report.md``): named after the whole artifact
+    name, so INT8 exports of one stem to different targets keep their own reports."""
+    from ..export.formats import report_paths as artifact_report_paths
+
+    return artifact_report_paths(output)
+
+
+def _sidecar_summary(report: dict) -> dict:
+    fb = report["fallback"]
+    return {
+        "library": report["settings"]["library"], "method": report["settings"]["method"],
+        "scheme": "int8 symmetric, per-channel weights, zero-point 0 (Q/DQ)",
+        "budget_db": report["budget_db"], "met": fb["met"], "reverted_groups": fb["reverted"],
+        "drop_db_mean": report["final"]["model"]["drop_db_mean"],
+        "drop_db_worst": report["final"]["model"]["drop_db_worst"],
+        "calibration_strata": report["calibration"]["calibration_strata"],
+    }
+
+
+def write_report(output: str | os.PathLike, report: dict) -> tuple[Path, Path]:
+    """Write ``m.int8.report.json`` and ``m.int8.report.md`` beside ``output``."""
+    from ..io_utils import atomic_write
+
+    json_path, md_path = report_paths(output)
+    text = json.dumps(report, indent=2, default=_json_default) + "\n"
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
+    md = report_markdown(report)
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text(md))
+    return json_path, md_path
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.bool_):
+        return bool(o)
+    raise TypeError(type(o).__name__)

@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..models.dram_blocks import InverseRealFFT2, RealFFT2, capturing_graph
+from ..models.capture import capturing_graph
+from ..models.transforms import InverseRealFFT2, RealFFT2
 from ..errors import UserError
 from . import names
 from .names import GRAPH_NAMES, QUANTIZED_GRAPHS  # noqa: F401  (re-exported: fold.GRAPH_NAMES)

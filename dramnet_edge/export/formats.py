@@ -23,8 +23,7 @@ class ExportFormat:
     """One export target.
 
     name: the ``--target`` value. suffix: the artifact's file suffix (a directory for .mlpackage).
-    precisions: what it accepts. ready_precisions: what this version can produce (others fail with ``pending``);
-    every row produces all it accepts, so it defaults to ``precisions`` (the field stays for a row that narrows it).
+    precisions: what it accepts (and this version produces: every row produces all it accepts).
     fft_forms: accepted ``--fft`` values. dynamic_batch: whether ``--dynamic-batch`` is accepted.
     extra: the ``pip install "dramnet-edge[EXTRA]"`` that brings its SDK. modules: the SDK's import names.
     backend: the runtime backend name (``open_session``). The sidecar is the artifact's file name + ".json"
@@ -44,14 +43,8 @@ class ExportFormat:
     backend: str
     description: str
     converter: str
-    ready_precisions: tuple[str, ...] | None = None
-    pending: str = ""
     int8_modules: tuple[str, ...] = ()
     int8_fft_forms: tuple[str, ...] | None = None
-
-    def __post_init__(self):
-        if self.ready_precisions is None:
-            object.__setattr__(self, "ready_precisions", self.precisions)
 
     def convert(self, graphs, folded, paths, **kwargs) -> dict:
         """Write the format's files with its converter (the ``converter`` column; ``exporter.convert_graphs``
@@ -209,7 +202,7 @@ def validate_request(
     batch: int | None = None, dynamic_batch: bool = False,
 ) -> ExportFormat:
     """Check one export request against the table; ValueError (one line, naming the value and the accepted ones)
-    on a wrong suffix, an unsupported precision or fft form, a bad batch, or a precision that is not ready."""
+    on a wrong suffix, an unsupported precision or fft form, or a bad batch."""
     fmt = get_format(target)
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
@@ -230,9 +223,6 @@ def validate_request(
         raise UserError(f"--batch must be >= 1, got {batch}")
     if dynamic_batch and not fmt.dynamic_batch:
         raise UserError(f"--dynamic-batch is not available for --target {target}; use --batch N")
-    if precision not in fmt.ready_precisions:
-        raise UserError(f"--precision {precision} for --target {target} is not available yet: {fmt.pending}; "
-                         f"available now: {', '.join(fmt.ready_precisions)}")
     return fmt
 
 

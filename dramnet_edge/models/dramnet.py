@@ -38,7 +38,9 @@ import torch.nn.functional as F
 
 from .depth_anything import load_depth_anything, official_vit_config
 from .dpt import DPTHead
-from .dram_blocks import BlurMapCascade, ReversibleDecoder, capturing_graph
+from .blur_map import BlurMapCascade
+from .capture import capturing_graph
+from .decoder import ReversibleDecoder
 from .registry import register_model
 from .vit import DinoV2Encoder
 from ..errors import UserError

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .dram_blocks import capturing_graph
+from .capture import capturing_graph
 from ..errors import UserError
 
 LAYER_NORM_EPS = 1e-6  # DINOv2's value; nn.LayerNorm's default 1e-5 would change every output
