@@ -110,3 +110,15 @@ def test_tau_on_aibnet_is_rejected(images, tmp_path):
     line = _one_line_error(run("deblur", images / "rgb8.png", "-o", tmp_path / "o", "--model", "aibnet_s",
                                "--tau", "0.1"))
     assert "--tau" in line
+
+
+def test_deblur_tau_skip_returns_skipped_tiles_as_they_came(images, tmp_path):
+    out = tmp_path / "o"
+    result = run("deblur", images / "rgb8.png", "-o", out, "--model", "dramnet_tiny", "--backend", "torch",
+                 "--tau-skip", "1.0")  # every gate score is below 1: every tile skipped
+    assert result.exit_code == 0, result.output
+    assert "tiles exited early (100.0 %)" in result.output and "tau_skip=1" in result.output
+    assert np.array_equal(cv2.imread(str(out / "rgb8.png")), cv2.imread(str(images / "rgb8.png")))
+    line = _one_line_error(run("deblur", images / "rgb8.png", "-o", tmp_path / "o2", "--model", "aibnet_s",
+                               "--tau-skip", "0.5"))
+    assert "--tau-skip needs a model with the skip gate" in line

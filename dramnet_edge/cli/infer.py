@@ -76,6 +76,9 @@ def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None,
               help="Weight file (.safetensors or training .pt); it names its own model.")
 @click.option("--tau", type=TAU, default=None,
               help="Early-exit threshold: tiles whose max blur score is below it take the light decoder path.")
+@click.option("--tau-skip", type=TAU, default=None,
+              help="Skip threshold: tiles whose max gate score is below it are returned as they came (no encoder, "
+                   "no decoder). docs/early_exit.md measures the pairs (e.g. --tau-skip 0.55 --tau 0.85).")
 @click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE,
               help="Tile overlap in pixels (blended; below half the tile).")
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles per inference batch.")
@@ -88,7 +91,7 @@ def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None,
 @click.option("--device", default="cpu", show_default=True, help="torch device for --backend torch (cpu, cuda, cuda:1).")
 @click.option("--overwrite", is_flag=True, help="Replace existing files in OUTDIR (default: refuse).")
 @user_errors
-def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend, artifact, device, overwrite):
+def deblur(inputs, outdir, model, checkpoint, tau, tau_skip, overlap, batch_size, backend, artifact, device, overwrite):
     """Deblur INPUT images of any size (8/16-bit PNG, JPEG, grayscale, alpha) tile by tile.
 
     Overlapping tiles are blended without seams; results go to OUTDIR as same-named PNGs keeping the
@@ -138,12 +141,15 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
                                     force_openvino=backend == "openvino", log=lambda msg: click.echo(msg, err=True))
             click.echo(f"backend: {choice.reason}", err=True)
             backend, artifact = choice.backend, choice.artifact
+        if tau_skip is not None and not hasattr(net, "gate_features"):
+            raise UserError(f"--tau-skip needs a model with the skip gate (dramnet_*); {name} has none")
         if backend == "torch":
-            session = open_session(backend, model=net, device=device)
+            session = open_session(backend, model=net, device=device, tau_skip=tau_skip)
         else:
-            session = open_session(backend, artifact=str(artifact), device=device)
+            session = open_session(backend, artifact=str(artifact), device=device, tau_skip=tau_skip)
     else:
         session, name = open_artifact_session(backend, artifact, model=model, checkpoint=checkpoint, device=device)
+        session.tau_skip = tau_skip
     _check_overlap(overlap, session.tile)
     outdir.mkdir(parents=True, exist_ok=True)
     total_tiles = total_exit = 0
@@ -164,6 +170,8 @@ def deblur(inputs, outdir, model, checkpoint, tau, overlap, batch_size, backend,
                    f"{time.perf_counter() - t0:.2f} s)")
     frac = total_exit / total_tiles if total_tiles else 0.0
     tau_txt = "no early exit (no --tau)" if tau is None else f"tau={tau:g}"
+    if tau_skip is not None:
+        tau_txt += f", tau_skip={tau_skip:g}"
     click.echo(f"{name}: {total_exit}/{total_tiles} tiles exited early ({100 * frac:.1f} %), {tau_txt}")
 
 
