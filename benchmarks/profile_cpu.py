@@ -270,6 +270,8 @@ def roofline_torch(net, parts_s: dict, tiles: int, batch: int = 8) -> dict:
         rows[label] = {"gflop": flops / 1e9, "gbytes": moved / 1e9, "flop_per_byte": intensity,
                        "bound_gflops": bound, "memory_bound": intensity * bandwidth < peak,
                        "achieved_gflops": achieved, "share_of_bound_pct": 100 * achieved / bound if bound else None,
+                       "achieved_gbs": moved / seconds / 1e9 if seconds > 0 else 0.0,
+                       "share_of_bandwidth_pct": 100 * moved / seconds / 1e9 / bandwidth if seconds > 0 else None,
                        "ms": 1e3 * seconds}
     return {"fp32_peak_gflops": peak, "copy_bandwidth_gbs": bandwidth, "ridge_flop_per_byte": peak / bandwidth,
             "parts": rows}
@@ -280,13 +282,15 @@ def _roofline_table(r: dict) -> list[str]:
              f"{r['copy_bandwidth_gbs']:.1f} GB/s, both measured in this run, so a part below "
              f"{r['ridge_flop_per_byte']:.1f} FLOP/byte is bound by memory. Bytes count every op's inputs and outputs "
              "(no reuse in cache): intensities are lower bounds.", "",
-             "| part | GFLOP per frame | GB moved per frame | FLOP/byte | bound | its roofline GFLOP/s | achieved "
-             "GFLOP/s | share of its roofline |", "|---|---|---|---|---|---|---|---|"]
+             "| part | ms per frame | GFLOP per frame | GB moved per frame | FLOP/byte | bound | its roofline GFLOP/s | "
+             "achieved GFLOP/s | share of its roofline | achieved GB/s (share of copy bandwidth) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for label, v in sorted(r["parts"].items(), key=lambda kv: -kv[1]["ms"]):
-        share = "–" if v["share_of_bound_pct"] is None else f"{v['share_of_bound_pct']:.0f} %"
-        lines.append(f"| {label} | {v['gflop']:.1f} | {v['gbytes']:.2f} | {v['flop_per_byte']:.1f} | "
+        share = "–" if not v["share_of_bound_pct"] else f"{v['share_of_bound_pct']:.0f} %"
+        bw = "–" if v.get("share_of_bandwidth_pct") is None else f"{v['achieved_gbs']:.1f} ({v['share_of_bandwidth_pct']:.0f} %)"
+        lines.append(f"| {label} | {v['ms']:.0f} | {v['gflop']:.1f} | {v['gbytes']:.2f} | {v['flop_per_byte']:.1f} | "
                      f"{'memory' if v['memory_bound'] else 'compute'} | {v['bound_gflops']:.0f} | "
-                     f"{v['achieved_gflops']:.1f} | {share} |")
+                     f"{v['achieved_gflops']:.1f} | {share} | {bw} |")
     return lines
 
 
