@@ -149,14 +149,52 @@ class _References:
 
 # ------------------------------------------------------------------------------------------------ scoring
 
-def _scores(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def score_image(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(PSNR dB, SSIM) of one (3, H, W) image in [0, 1] against its reference: the one scoring of ``validate`` and
+    ``dramnet-edge eval``."""
     import torch
 
     from ..metrics import psnr, ssim
 
-    a = torch.from_numpy(np.clip(pred, 0, 1))[None]
-    b = torch.from_numpy(np.clip(ref, 0, 1))[None]
+    a = torch.from_numpy(np.clip(np.asarray(pred, dtype=np.float32), 0, 1))[None]
+    b = torch.from_numpy(np.clip(np.asarray(ref, dtype=np.float32), 0, 1))[None]
     return float(psnr(a, b)[0]), float(ssim(a, b)[0])
+
+
+
+def evaluate_model(net, dataset, *, overlap: int = 32, batch_size: int = 8, device: str = "cpu",
+                   progress: bool = True) -> dict:
+    """Mean PSNR/SSIM of a model's restorations of ``dataset``'s pairs (items with ``blurred``/``sharp`` (3, H, W)
+    tensors) and of the blurred inputs, against the sharp images (``dramnet-edge eval``). Models with a fixed tile
+    (DRAMNet) run whole images tile by tile with blended overlaps; the others (AIBNet) one image per forward.
+    Returns {psnr, ssim, psnr_input, ssim_input, images}."""
+    import sys
+
+    import torch
+    from tqdm import tqdm
+
+    from ..runtime.session import open_session
+    from ..runtime.tiling import deblur_image
+
+    session = open_session("torch", model=net, device=device) if getattr(net, "tile", None) is not None else None
+
+    def restore(img: torch.Tensor) -> np.ndarray:
+        if session is not None:  # DRAMNet: fixed tiles, blended
+            out, _ = deblur_image(session, img.numpy(), overlap=overlap, batch_size=batch_size)
+            return out
+        with torch.inference_mode():
+            return net(img[None].to(device)).float().clamp(0, 1)[0].cpu().numpy()
+
+    sums = dict(psnr=0.0, ssim=0.0, psnr_input=0.0, ssim_input=0.0)
+    n = len(dataset)
+    for i in tqdm(range(n), desc="eval", disable=not progress, file=sys.stderr):
+        item = dataset[i]
+        blurred, sharp = item["blurred"].float(), item["sharp"].float().numpy()
+        for key, pred in (("", restore(blurred)), ("_input", blurred.numpy())):
+            p, s = score_image(pred, sharp)
+            sums["psnr" + key] += p
+            sums["ssim" + key] += s
+    return {**{k: v / n for k, v in sums.items()}, "images": n}
 
 
 def _restore(session, image: np.ndarray, policy: ExitPolicy, overlap: int, batch_size: int):
@@ -196,7 +234,7 @@ def validate(
                          f"{targets[0].skipped})")
     pairs = load_pairs(data, split, limit)
     log(f"{len(pairs)} pairs from {data}")
-    inputs = [_scores(p.blurred, p.sharp) for p in pairs]
+    inputs = [score_image(p.blurred, p.sharp) for p in pairs]
     refs = _References(device)
     ref_cache: dict = {}
     rows = []
@@ -219,13 +257,13 @@ def validate(
             out, stats = _restore(target.session, p.blurred, policy, overlap, batch_size)
             tiles += stats.tiles
             exited += stats.exited
-            psnr_gt, ssim_gt = _scores(out, p.sharp)
+            psnr_gt, ssim_gt = score_image(out, p.sharp)
             entry = {"name": p.name, "psnr": psnr_gt, "ssim": ssim_gt, "psnr_ref": None, "ssim_ref": None}
             if ref_session is not None:
                 key = (id(ref_session), p.name)
                 if key not in ref_cache:
                     ref_cache[key] = _restore(ref_session, p.blurred, policy, overlap, batch_size)[0]
-                entry["psnr_ref"], entry["ssim_ref"] = _scores(out, ref_cache[key])
+                entry["psnr_ref"], entry["ssim_ref"] = score_image(out, ref_cache[key])
             per_image.append(entry)
         row["seconds"] = round(time.perf_counter() - t0, 2)
         for key in ("psnr", "ssim", "psnr_ref", "ssim_ref"):

@@ -100,11 +100,9 @@ def eval_command(checkpoint, data, split, crop, full, limit, overlap, batch_size
     """
     import torch
 
+    from ..bench.validate import evaluate_model
     from ..data import PairedImageDataset
-    from ..metrics import psnr, ssim
     from ..models.builder import load_model
-    from ..runtime.session import open_session
-    from ..runtime.tiling import deblur_image
 
     if crop is not None and full:
         raise UserError("--crop and --full exclude each other; pass one")
@@ -127,30 +125,11 @@ def eval_command(checkpoint, data, split, crop, full, limit, overlap, batch_size
         if limit is not None and limit < len(ds):
             ds = torch.utils.data.Subset(ds, range(limit))
 
-    session = open_session("torch", model=net, device=device) if tile is not None else None
-
-    def restore(img: torch.Tensor) -> torch.Tensor:
-        if session is not None:  # DRAMNet: fixed tiles, blended
-            out, _ = deblur_image(session, img.numpy(), overlap=overlap, batch_size=batch_size)
-            return torch.from_numpy(out)
-        with torch.inference_mode():
-            return net(img[None].to(device)).float().clamp(0, 1)[0].cpu()
-
-    sums = dict(psnr=0.0, ssim=0.0, psnr_input=0.0, ssim_input=0.0)
     t0 = time.perf_counter()
-    n = len(ds)
-    from tqdm import tqdm
-
-    for i in tqdm(range(n), desc="eval", disable=as_json, file=sys.stderr):
-        item = ds[i]
-        blurred, sharp = item["blurred"].float(), item["sharp"].float()
-        restored = restore(blurred)
-        for key, pred in (("", restored), ("_input", blurred)):
-            sums["psnr" + key] += psnr(pred[None], sharp[None]).item()
-            sums["ssim" + key] += ssim(pred[None], sharp[None]).item()
+    scores = evaluate_model(net, ds, overlap=overlap, batch_size=batch_size, device=device, progress=not as_json)
+    n = scores.pop("images")
     report = {"checkpoint": str(checkpoint), "model": meta["model"], "data": str(data), "split": split,
-              "images": n, "crop": crop, **{k: v / n for k, v in sums.items()},
-              "seconds": round(time.perf_counter() - t0, 2)}
+              "images": n, "crop": crop, **scores, "seconds": round(time.perf_counter() - t0, 2)}
     report["psnr_gain"] = report["psnr"] - report["psnr_input"]
     if as_json:
         click.echo(json.dumps(report))
