@@ -581,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--recipe", type=Path, default=GPU_RECIPE,
                     help="training recipe for train_default (default train/embedded-default-gpu.yaml; "
-                         "train/embedded-default-gpu-soft.yaml continues from the shipped weights)")
+                         "train/embedded-default-gpu-soft.yaml continues step 2's run folder; add --set "
+                         "model.init_checkpoint=dramnet_edge/weights/dramnet_lite.safetensors to continue the shipped "
+                         "weights)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override of the GPU recipe for train_default (as `dramnet-edge train --set`)")
     args = ap.parse_args(argv)
