@@ -131,6 +131,8 @@ def deblur(inputs, outdir, model, checkpoint, tau, tau_skip, overlap, batch_size
         if artifact is not None:
             raise UserError(f"--artifact is for the exported backends; --backend {backend} runs --model/--checkpoint")
         net, name, source = load_cli_model(model, checkpoint, tau, with_source=True)
+        if tau_skip is not None and not hasattr(net, "gate_features"):
+            raise UserError(f"--tau-skip needs a model with the skip gate (dramnet_*); {name} has none")
         if backend != "torch":
             from ..deploy.cache import choose_backend
 
@@ -141,12 +143,11 @@ def deblur(inputs, outdir, model, checkpoint, tau, tau_skip, overlap, batch_size
                                     force_openvino=backend == "openvino", log=lambda msg: click.echo(msg, err=True))
             click.echo(f"backend: {choice.reason}", err=True)
             backend, artifact = choice.backend, choice.artifact
-        if tau_skip is not None and not hasattr(net, "gate_features"):
-            raise UserError(f"--tau-skip needs a model with the skip gate (dramnet_*); {name} has none")
         if backend == "torch":
             session = open_session(backend, model=net, device=device, tau_skip=tau_skip)
-        else:
-            session = open_session(backend, artifact=str(artifact), device=device, tau_skip=tau_skip)
+        else:  # the cache opened it (files verified once)
+            session = choice.session
+            session.tau_skip = tau_skip
     else:
         session, name = open_artifact_session(backend, artifact, model=model, checkpoint=checkpoint, device=device)
         session.tau_skip = tau_skip

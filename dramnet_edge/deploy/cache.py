@@ -51,19 +51,20 @@ def measure_speed(net: nn.Module, ir: Path, repeat: int = 2) -> dict:
     import time
 
     import numpy as np
+    import torch
 
     from ..runtime.session import open_session
 
     tiles = np.random.default_rng(0).random((SPEED_BATCH, 3, net.tile, net.tile), dtype=np.float32)
     sessions = {"torch": open_session("torch", model=net), "openvino": open_session("openvino", artifact=str(ir))}
+    for session in sessions.values():  # warm-up: graph compilation, allocations
+        session.infer(tiles, None)
     best = {k: float("inf") for k in sessions}
-    for _ in range(repeat + 1):  # the first round warms up (graph compilation, allocations)
+    for _ in range(repeat):
         for key, session in sessions.items():
             t0 = time.perf_counter()
             session.infer(tiles, None)
-            best[key] = min(best[key], time.perf_counter() - t0) if _ else best[key]
-    import torch
-
+            best[key] = min(best[key], time.perf_counter() - t0)
     return {f"{k}_s_per_tile": round(v / SPEED_BATCH, 5) for k, v in best.items()} | {
         "batch": SPEED_BATCH, "torch_threads": torch.get_num_threads(), "logical_cpus": os.cpu_count()}
 
@@ -146,6 +147,7 @@ class BackendChoice:
     backend: str  # "torch" or "openvino"
     artifact: Path | None  # the IR for openvino
     reason: str  # one line for the user: why this backend
+    session: object | None = None  # for openvino: the session on ``artifact``, opened (and its files verified) once
 
 
 def choose_backend(net: nn.Module, name: str, weights: str | os.PathLike | None, *, tiles: int, device: str = "cpu",
@@ -168,9 +170,10 @@ def choose_backend(net: nn.Module, name: str, weights: str | os.PathLike | None,
     if missing:
         return torch_because(missing)
     ir = cache_entry(name, weights, net.tile)
-    found = cached_ir(ir, log)
-    if found is not None:
-        return _by_speed(found, force_openvino, "the IR cached for these weights")
+    if ir.is_file():
+        choice = _by_speed(ir, force_openvino, "the IR cached for these weights", log)
+        if choice is not None:
+            return choice
     if not force_openvino and tiles < AUTO_BUILD_MIN_TILES:
         return BackendChoice("torch", None, f"eager PyTorch: no cached OpenVINO IR for these weights yet, and "
                              f"{tiles} tiles do not earn back its one-minute build (>= {AUTO_BUILD_MIN_TILES} do); "
@@ -181,18 +184,31 @@ def choose_backend(net: nn.Module, name: str, weights: str | os.PathLike | None,
         if force_openvino:
             raise UserError(f"could not build the cached OpenVINO IR in {ir.parent}: {exc}") from None
         return BackendChoice("torch", None, f"eager PyTorch (building the OpenVINO IR failed: {exc})")
-    return _by_speed(ir, force_openvino, "the IR just built and cached for these weights")
+    choice = _by_speed(ir, force_openvino, "the IR just built and cached for these weights", log)
+    if choice is None:
+        raise UserError(f"the OpenVINO IR just built in {ir.parent} does not open")
+    return choice
 
 
-def _by_speed(ir: Path, force_openvino: bool, what: str) -> BackendChoice:
-    """OpenVINO unless the entry's own measurement found eager PyTorch faster on this machine (and not forced)."""
+def _by_speed(ir: Path, force_openvino: bool, what: str, log: Callable[[str], None]) -> BackendChoice | None:
+    """OpenVINO on the entry ``ir`` unless its own measurement found eager PyTorch faster on this machine (and not
+    forced). The session is opened here, which verifies every file's SHA-256 once; None when the entry is damaged
+    (said through ``log``; the caller rebuilds it)."""
+    from ..runtime.session import open_session
+
     try:
         speed = json.loads((ir.parent / SPEED_NAME).read_text())
         ov, pt = float(speed["openvino_s_per_tile"]), float(speed["torch_s_per_tile"])
+        figures = f"{1e3 * ov:.0f} vs {1e3 * pt:.0f} ms per tile measured when it was built, "
     except (OSError, ValueError, KeyError, TypeError):
-        return BackendChoice("openvino", ir, f"OpenVINO FP32, {what} ({ir.parent})")
-    figures = f"{1e3 * ov:.0f} vs {1e3 * pt:.0f} ms per tile measured when it was built"
-    if ov > pt and not force_openvino:
-        return BackendChoice("torch", None, f"eager PyTorch: faster than OpenVINO on this machine ({figures}); "
+        ov = pt = None
+        figures = ""
+    if ov is not None and ov > pt and not force_openvino:  # no need to open (and compile) the IR
+        return BackendChoice("torch", None, f"eager PyTorch: faster than OpenVINO on this machine ({figures.rstrip(', ')}); "
                              "`--backend openvino` runs the cached IR anyway")
-    return BackendChoice("openvino", ir, f"OpenVINO FP32 ({figures}), {what} ({ir.parent})")
+    try:
+        session = open_session("openvino", artifact=str(ir))
+    except (UserError, OSError, ValueError) as exc:
+        log(f"note: the cached OpenVINO IR {ir} is damaged ({exc}); rebuilding it")
+        return None
+    return BackendChoice("openvino", ir, f"OpenVINO FP32 ({figures}{what}: {ir.parent})", session)
