@@ -23,7 +23,8 @@ straw man. On the unblurred row the unsharp mask uses the gaussian/clean setting
 sharp photo).
 
 Models run each image whole through the tiled runtime (``deblur_image``: seamless tiles at the model's tile size,
-overlap 32, no early exit unless ``--tau-skip``), output quantised to 8 bits as ``dramnet-edge deblur`` writes it.
+overlap 32, no light exit; the skip exit at the threshold each weight file stores, as ``dramnet-edge deblur`` runs
+it, unless ``--tau-skip`` says otherwise), output quantised to 8 bits as ``dramnet-edge deblur`` writes it.
 
 Prints: the chosen unsharp-mask parameters; one progress line per photo; a per-family table (input PSNR, unsharp-mask
 gain, each model's gain and model - unsharp mask); the same by blur space and by variant; SSIM means; the unblurred
@@ -196,9 +197,14 @@ def default_checkpoints() -> list[Path]:
     return []
 
 
-def load_models(checkpoints, tau_skip: float | None = None) -> list[dict]:
-    """[{label, model, checkpoint, tile, session}] for weight files (default: ``default_checkpoints()``)."""
+def load_models(checkpoints, tau_skip: float | None = None, also_no_skip: bool = False) -> list[dict]:
+    """[{label, model, checkpoint, tile, session, tau_skip}] for weight files (default: ``default_checkpoints()``).
+
+    tau_skip None: each DRAMNet runs with the skip threshold its weight file stores (as ``dramnet-edge deblur``
+    does), or without the skip exit if it stores none; a number: every model runs with it (0: never skips).
+    also_no_skip: every model that runs with a skip threshold is also run without one (label + " no-skip")."""
     from dramnet_edge.models.builder import load_model
+    from dramnet_edge.models.checkpoint import stored_tau_skip
     from dramnet_edge.runtime.session import TorchSession
 
     paths = [Path(c) for c in checkpoints] or default_checkpoints()
@@ -209,9 +215,12 @@ def load_models(checkpoints, tau_skip: float | None = None) -> list[dict]:
         if not path.is_file():
             raise ValueError(f"checkpoint not found: {path}")
         net, meta = load_model(path)
-        session = TorchSession(net.eval(), tau_skip=tau_skip)
+        tau = tau_skip
+        if tau is None and hasattr(net, "gate_features"):
+            tau = stored_tau_skip(meta, path)
+        session = TorchSession(net.eval(), tau_skip=tau or None)
         models.append({"label": meta.get("model"), "model": meta.get("model"), "checkpoint": str(path),
-                       "tile": session.tile, "session": session})
+                       "tile": session.tile, "session": session, "tau_skip": tau or None})
     # Labels tell models apart: the model name, then its file, then its folder too.
     for label_of in (lambda m, p: f"{m['model']}:{p.name}", lambda m, p: f"{m['model']}:{p.parent.name}/{p.name}",
                      lambda m, p: f"{m['model']}:{p}"):
@@ -219,6 +228,9 @@ def load_models(checkpoints, tau_skip: float | None = None) -> list[dict]:
             break
         for m in models:
             m["label"] = label_of(m, Path(m["checkpoint"]))
+    if also_no_skip:
+        models += [{**m, "label": m["label"] + " no-skip", "tau_skip": None,
+                    "session": TorchSession(m["session"].model, tau_skip=None)} for m in models if m["tau_skip"]]
     return models
 
 
@@ -373,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-side", type=int, default=320,
                     help="centre-crop every photo to this side in px (default 320; 0: whole photos)")
     ap.add_argument("--tau-skip", type=float, default=None,
-                    help="run the models with their skip gate at this threshold (default: off, every tile restored)")
+                    help="run every model with its skip gate at this threshold (default: the threshold each weight "
+                         "file stores, as `dramnet-edge deblur` does; none stored: every tile restored; 0: never skip)")
+    ap.add_argument("--also-no-skip", action="store_true",
+                    help="also run every model that skips without its skip gate (one more column each)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: the first 2 of --photos, clean variant only (targets then not binding)")
@@ -415,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     try:
-        models = load_models(args.checkpoint, args.tau_skip)
+        models = load_models(args.checkpoint, args.tau_skip, args.also_no_skip)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
@@ -424,11 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     complete = (set(photos) == set(HELD_OUT_PHOTOS) and families == list(FAMILIES) and variants == list(VARIANTS)
                 and not args.quick)
     t0 = time.perf_counter()
-    print("models: " + "; ".join(f"{m['label']} (tile {m['tile']}) from {m['checkpoint']}" for m in models))
+    print("models: " + "; ".join(f"{m['label']} (tile {m['tile']}"
+                                 + (f", skip gate tau_skip={m['tau_skip']:g}" if m["tau_skip"] else ", no skip exit")
+                                 + f") from {m['checkpoint']}" for m in models))
     print(f"photos: {len(photos)} held out ({', '.join(photos)}), centre {args.max_side or 'whole'} px, 8-bit; "
           f"families: " + ", ".join(f"{f} {EVAL_RANGES[f][0]:g}-{EVAL_RANGES[f][1]:g}" for f in families)
-          + f"; spaces: {', '.join(spaces)}; variants: {', '.join(variants)}"
-          + (f"; skip gate tau_skip={args.tau_skip:g}" if args.tau_skip is not None else ""))
+          + f"; spaces: {', '.join(spaces)}; variants: {', '.join(variants)}")
     tune_families = families + (["gaussian"] if "gaussian" not in families else [])
     tune_variants = variants + (["clean"] if "clean" not in variants else [])
     print(f"tuning the unsharp mask on the training photos (grid {len(USM_RADII)} radii x {len(USM_AMOUNTS)} amounts)")
@@ -501,16 +517,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nunblurred photos (the sharp photo as input; PSNR of the output against it; {len(unblurred_rows)} photos)")
     print(f"  unsharp mask (gaussian/clean: radius {fixed['radius']:g}, amount {fixed['amount']:g}): "
           f"mean {unblurred_usm['mean_psnr']:.2f}, min {unblurred_usm['min_psnr']:.2f} dB")
+    tau_of = {m["label"]: m["tau_skip"] for m in models}
     for label in labels:
         u = unblurred[label]
-        gate = f", {100 * u['skipped_tiles']:.0f} % of tiles skipped by the gate" if args.tau_skip is not None else ""
+        gate = f", {100 * u['skipped_tiles']:.0f} % of tiles skipped by the gate" if tau_of[label] else ""
         print(f"  {label}: mean {u['mean_psnr']:.2f}, min {u['min_psnr']:.2f} dB ({u['worst_photo']}){gate}")
-    if args.tau_skip is not None:
-        for label in labels:
+    for label in labels:
+        if tau_of[label]:
             skipped = {f: np.mean([r["models"][label]["skipped_tiles"] for r in rows if r["family"] == f])
                        for f in families}
             frac = np.mean([r["models"][label]["skipped_tiles"] for r in rows])
-            print(f"  skip gate (tau_skip={args.tau_skip:g}) on the blurred images, {label}: {100 * frac:.0f} % of "
+            print(f"  skip gate (tau_skip={tau_of[label]:g}) on the blurred images, {label}: {100 * frac:.0f} % of "
                   "tiles returned untouched (" + ", ".join(f"{f} {100 * v:.0f} %" for f, v in skipped.items()) + ")")
 
     targets = {}

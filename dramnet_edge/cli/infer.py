@@ -78,7 +78,9 @@ def load_cli_model(model: str | None, checkpoint: str | None, tau: float | None,
               help="Early-exit threshold: tiles whose max blur score is below it take the light decoder path.")
 @click.option("--tau-skip", type=TAU, default=None,
               help="Skip threshold: tiles whose max gate score is below it are returned as they came (no encoder, "
-                   "no decoder). docs/early_exit.md measures the pairs (e.g. --tau-skip 0.55 --tau 0.85).")
+                   "no decoder). Default: the value stored in the weight file, if any (the shipped default stores "
+                   "one, chosen by benchmarks/tune_skip.py); 0 never skips. docs/early_exit.md measures the pairs "
+                   "(e.g. --tau-skip 0.55 --tau 0.85).")
 @click.option("--overlap", default=32, show_default=True, type=NON_NEGATIVE,
               help="Tile overlap in pixels (blended; below half the tile).")
 @click.option("--batch-size", default=8, show_default=True, type=POSITIVE, help="Tiles per inference batch.")
@@ -110,6 +112,7 @@ def deblur(inputs, outdir, model, checkpoint, tau, tau_skip, overlap, batch_size
     from tqdm import tqdm
 
     from ..data.io import read_image, read_image_header, write_image
+    tau_skip_from = ""
     from ..export.formats import refuse_existing
     from ..runtime.session import open_artifact_session, open_session
     from ..runtime.tiling import count_tiles, deblur_image
@@ -131,6 +134,9 @@ def deblur(inputs, outdir, model, checkpoint, tau, tau_skip, overlap, batch_size
         if artifact is not None:
             raise UserError(f"--artifact is for the exported backends; --backend {backend} runs --model/--checkpoint")
         net, name, source = load_cli_model(model, checkpoint, tau, with_source=True)
+        if tau_skip is None and source is not None and hasattr(net, "gate_features"):
+            tau_skip = _stored_tau_skip(source)
+            tau_skip_from = " (stored in the weights)"
         if tau_skip is not None and not hasattr(net, "gate_features"):
             raise UserError(f"--tau-skip needs a model with the skip gate (dramnet_*); {name} has none")
         if backend != "torch":
@@ -152,6 +158,8 @@ def deblur(inputs, outdir, model, checkpoint, tau, tau_skip, overlap, batch_size
         session, name = open_artifact_session(backend, artifact, model=model, checkpoint=checkpoint, device=device)
         session.tau_skip = tau_skip
     _check_overlap(overlap, session.tile)
+    if not tau_skip:  # 0 never skips: no gate pass at all
+        session.tau_skip = tau_skip = None
     outdir.mkdir(parents=True, exist_ok=True)
     total_tiles = total_exit = 0
     for path, (width, height), target in zip(inputs, sizes, targets):
@@ -171,9 +179,18 @@ def deblur(inputs, outdir, model, checkpoint, tau, tau_skip, overlap, batch_size
                    f"{time.perf_counter() - t0:.2f} s)")
     frac = total_exit / total_tiles if total_tiles else 0.0
     tau_txt = "no early exit (no --tau)" if tau is None else f"tau={tau:g}"
-    if tau_skip is not None:
-        tau_txt += f", tau_skip={tau_skip:g}"
+    if tau_skip:
+        tau_txt += f", tau_skip={tau_skip:g}{tau_skip_from}"
     click.echo(f"{name}: {total_exit}/{total_tiles} tiles exited early ({100 * frac:.1f} %), {tau_txt}")
+
+
+def _stored_tau_skip(source: Path) -> float | None:
+    """The skip threshold a .safetensors weight file stores (None for training checkpoints and files without one)."""
+    if Path(source).suffix != ".safetensors":
+        return None
+    from ..models.checkpoint import read_metadata, stored_tau_skip
+
+    return stored_tau_skip(read_metadata(source), source)
 
 
 def _check_overlap(overlap: int, tile: int) -> None:

@@ -61,6 +61,21 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return {"model": ckpt["model_args"]["name"], "overrides": ckpt["model_args"]["overrides"], **ckpt.get("meta", {})}
 
 
+def stored_tau_skip(meta: dict, source: str | os.PathLike = "weights") -> float | None:
+    """The skip threshold a weight file recommends (metadata ``tau_skip``, written by benchmarks/tune_skip.py,
+    which chose it on photos outside both the training and the quality benchmark), or None if it holds none."""
+    text = meta.get("tau_skip")
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also false for NaN
+        raise UserError(f"{source}: metadata tau_skip={text!r} is not a number in [0, 1]")
+    return value
+
+
 def _torch_load(path: Path):
     import pickle
 
