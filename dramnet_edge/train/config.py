@@ -26,7 +26,7 @@ DRAMNET_STAGES = ("depth", "deblur", "blurmap")
 AIBNET_STAGES = ("subdecoder",)
 STAGE_NAMES = DRAMNET_STAGES + AIBNET_STAGES
 DATASETS = ("synthetic", "paired", "families")
-RECON_LOSSES = ("l1", "charbonnier")
+RECON_LOSSES = ("l1", "charbonnier", "psnr")
 AMP_MODES = ("bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
 DEPTH_SOURCES = ("restored", "input")
@@ -98,7 +98,10 @@ class LossConfig:
 
     ``recon`` picks DRAMNet's L_recon: ``l1`` (Eq. 5: L1 + grad_weight * gradient L1) or ``charbonnier``
     (Charbonnier + grad_weight * gradient L1 + recon_fft_weight * spectrum L1, the AIBNet terms; ours: a smooth
-    loss whose gradient vanishes at zero error, so pixels where blurred == sharp do not pin the residual to 0).
+    loss whose gradient vanishes at zero error, so pixels where blurred == sharp do not pin the residual to 0) or
+    ``psnr`` (ours: the negative PSNR of each crop, averaged, + grad_weight * gradient L1; the quality benchmark's own
+    measure, so every crop counts per dB: a soft crop that blur barely changed weighs as much as a heavily blurred one,
+    where a per-pixel loss gives its small errors almost no weight).
     """
 
     recon: str = "l1"

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -86,6 +88,26 @@ def charbonnier_recon_loss(pred: torch.Tensor, target: torch.Tensor, grad_weight
     loss = charbonnier_loss(pred, target, eps) + grad_weight * gradient_l1(pred, target)
     if fft_weight > 0:
         loss = loss + fft_weight * fft_loss(pred, target)
+    return loss
+
+
+#: Mean squared error floor of ``psnr_loss``: a crop counts up to 50 dB, so identity crops cannot pull without end.
+PSNR_LOSS_EPS = 1e-5
+
+
+def psnr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = PSNR_LOSS_EPS) -> torch.Tensor:
+    """Mean over the batch of 10 log10(MSE + eps) per (C, H, W) crop: minus its PSNR in dB (images in [0, 1]),
+    capped at -10 log10(eps). Its gradient weighs each crop by 1 / its MSE (NAFNet's PSNR loss, with a floor)."""
+    pred, target = _f32(pred, target)
+    mse = (pred - target).pow(2).flatten(1).mean(1)
+    return (10.0 / math.log(10.0)) * torch.log(mse + eps).mean()
+
+
+def psnr_recon_loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float = 0.0) -> torch.Tensor:
+    """``psnr_loss`` + grad_weight * gradient L1 (``loss.recon: psnr``)."""
+    loss = psnr_loss(pred, target)
+    if grad_weight > 0:
+        loss = loss + grad_weight * gradient_l1(pred, target)
     return loss
 
 

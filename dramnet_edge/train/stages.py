@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 
 from .config import StageConfig, TrainConfig
-from .losses import (VGGPerceptualLoss, aibnet_loss, blur_map_loss, charbonnier_recon_loss, depth_consistency_loss, recon_loss,
-                     silog_loss)
+from .losses import (VGGPerceptualLoss, aibnet_loss, blur_map_loss, charbonnier_recon_loss, depth_consistency_loss,
+                     psnr_recon_loss, recon_loss, silog_loss)
 
 # The loss terms a stage's TrainStep reports, per model family (the columns of metrics.csv).
 DRAMNET_TERMS = ("silog", "recon", "depth", "perc", "blur")
@@ -77,6 +77,8 @@ class TrainStep(nn.Module):
             image, blur_maps, d_pred = out["image"], out["blur_maps"], out["depth"]
         if lc.recon == "charbonnier":
             terms = {"recon": charbonnier_recon_loss(image, sharp, lc.grad_weight, lc.recon_fft_weight, lc.charbonnier_eps)}
+        elif lc.recon == "psnr":
+            terms = {"recon": psnr_recon_loss(image, sharp, lc.grad_weight)}
         else:
             terms = {"recon": recon_loss(image, sharp, lc.grad_weight)}
         loss = terms["recon"]
