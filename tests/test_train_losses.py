@@ -117,3 +117,36 @@ def test_vgg_loader_rejects_wrong_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable"):
         L.VGGPerceptualLoss.from_file(tmp_path / "junk.pth")
+
+
+def test_psnr_loss_is_minus_the_mean_crop_psnr_with_a_floor():
+    from dramnet_edge.train.losses import PSNR_LOSS_EPS, psnr_loss
+
+    target = torch.rand(3, 3, 16, 16)
+    pred = target.clone()
+    pred[0] += 0.1  # MSE 0.01: 20 dB
+    pred[1] += 0.01  # MSE 1e-4: 40 dB
+    # crop 2 exact: counted at the floor, 50 dB, not at infinity
+    want = -(10 * math.log10(1 / (0.01 + PSNR_LOSS_EPS)) + 10 * math.log10(1 / (1e-4 + PSNR_LOSS_EPS)) + 50.0) / 3
+    assert psnr_loss(pred, target).item() == pytest.approx(want, abs=1e-3)
+
+
+def test_psnr_loss_weighs_crops_per_db_not_per_pixel():
+    """A nearly right crop's error gets far more gradient than under L1, so soft content that blur barely changed
+    is not sacrificed to the heavily blurred crops (the reason for loss.recon: psnr)."""
+    from dramnet_edge.train.losses import psnr_loss
+
+    target = torch.zeros(2, 1, 8, 8)
+    pred = target.clone()
+    pred[0] += 0.1  # a bad crop (20 dB)
+    pred[1] += 0.003  # a nearly right one (~50 dB)
+    pred.requires_grad_(True)
+    psnr_loss(pred, target).backward()
+    g = pred.grad.abs().flatten(1).mean(1)
+    assert g[1] > 5 * g[0]  # per-pixel L1 would give both the same gradient
+
+
+def test_psnr_recon_is_a_config_choice():
+    from dramnet_edge.train.config import RECON_LOSSES
+
+    assert "psnr" in RECON_LOSSES
