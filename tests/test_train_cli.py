@@ -111,3 +111,27 @@ def test_eval_whole_images_and_pseudo_depth(cli, tmp_path):
     assert report["psnr_input"] == pytest.approx(expected, rel=1e-5)
     res = _run(cli, ["eval", "--checkpoint", tmp_path / "m.safetensors", "--data", root, "--crop", 112, "--full"])
     assert res.exit_code == 2 and "exclude" in res.output
+
+
+def test_eval_scores_identical_pairs_apart(tmp_path):
+    """A pair whose blurred side is its sharp side (input PSNR capped at 100 dB) must not enter the means: averaged
+    in, it lifted the input mean of three synthetic pairs to 49.8 dB and made the model look 18.9 dB worse."""
+    import cv2
+
+    from dramnet_edge.bench.validate import evaluate_model, score_image
+    from dramnet_edge.models.builder import load_model
+    from dramnet_edge.weights import default_checkpoint
+
+    net, _ = load_model(default_checkpoint("dramnet_tiny"))
+    rng = np.random.default_rng(5)
+    sharp = [torch.from_numpy(rng.random((3, 120, 130), dtype=np.float32)) for _ in range(3)]
+    blurred = [torch.from_numpy(cv2.GaussianBlur(s.numpy().transpose(1, 2, 0), (0, 0), 2.0).transpose(2, 0, 1).copy())
+               for s in sharp[:2]] + [sharp[2].clone()]
+    pairs = [{"blurred": b, "sharp": s} for b, s in zip(blurred, sharp)]
+    r = evaluate_model(net, pairs, progress=False)
+    inputs = [score_image(b.numpy(), s.numpy())[0] for b, s in zip(blurred[:2], sharp[:2])]
+    assert r["images"] == 3 and r["unblurred"] == 1
+    assert r["psnr_input"] == pytest.approx(np.mean(inputs), abs=1e-4) and r["psnr_input"] < 40
+    assert 20 < r["psnr_unblurred"] == r["psnr_unblurred_min"] < 100  # the model's output, not the 100 dB cap
+    only = evaluate_model(net, pairs[2:], progress=False)  # nothing blurred: the means are the identical pairs'
+    assert only["unblurred"] == 1 and only["psnr_input"] == 100.0 and only["psnr"] == pytest.approx(r["psnr_unblurred"])
