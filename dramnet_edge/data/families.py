@@ -7,7 +7,8 @@ What the embedded default is trained on (``data.dataset: families`` in a recipe)
    quadrilaterals with a power-law size distribution, colours drawn from the training photos, optional texture
    and shading). Dead leaves have the edge and scale statistics of natural images (Lee, Mumford & Huang 2001)
    and give unlimited content, so the few photos that ship with our dependencies can be kept out of training
-   and used to score the model (``HELD_OUT_PHOTOS``; ``benchmarks/real_photo_gain.py``);
+   and used to score the model (``HELD_OUT_PHOTOS``; ``benchmarks/real_photo_gain.py``); with probability
+   ``text_fraction`` (off by default) a procedural page of text (``text_image``);
 2. **blur**: with probability ``sharp_fraction`` none (the network must leave a sharp photo alone), else one
    family (``data.kernels.FAMILIES``, weights ``family_weights``) at an extent drawn uniformly from
    ``ranges[family]``, applied in linear light with probability ``linear_prob``, else on sRGB values;
@@ -134,10 +135,11 @@ class FamilyBlurConfig:
     contrast_prob: float = 0.0
     contrast_range: tuple[float, float] = (0.2, 1.0)
     extra_photos: tuple[str, ...] = ()
+    text_fraction: float = 0.0
 
     def __post_init__(self):
         for name in ("sharp_fraction", "dead_leaves_fraction", "linear_prob", "noise_prob", "jpeg_prob", "ramp_start",
-                     "contrast_prob"):
+                     "contrast_prob", "text_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"FamilyBlurConfig.{name} must be in [0, 1], got {value}")
@@ -244,6 +246,56 @@ def dead_leaves(size: int, rng: np.random.Generator, palette: np.ndarray | None 
     return np.clip(x, 0.0, 1.0)
 
 
+_TEXT_CHARS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,;:!?-()/'&%"))
+_HERSHEY = ("FONT_HERSHEY_SIMPLEX", "FONT_HERSHEY_PLAIN", "FONT_HERSHEY_DUPLEX", "FONT_HERSHEY_COMPLEX",
+            "FONT_HERSHEY_TRIPLEX", "FONT_HERSHEY_COMPLEX_SMALL", "FONT_HERSHEY_SCRIPT_SIMPLEX")
+
+
+def text_image(size: int, rng: np.random.Generator, palette: np.ndarray | None = None) -> np.ndarray:
+    """A page of text (size, size, 3) float32 in [0, 1]: lines of random characters in OpenCV's Hershey fonts, letter
+    heights 5-40 px, strokes 1-3 px, drawn at twice the size and area-downscaled (anti-aliased strokes, as a scan or
+    a photo of a page has), dark on light paper (75 %) or in colours from ``palette``, lightly rotated and shaded.
+    Documents are content the photos and dead leaves lack: thin high-contrast strokes in dense parallel rows."""
+    import cv2
+
+    s2 = 2 * int(size)
+    if palette is not None and rng.random() < 0.25:
+        bg, fg = palette[rng.integers(len(palette))], palette[rng.integers(len(palette))]
+        if abs(int(bg.astype(int).mean()) - int(fg.astype(int).mean())) < 60:  # keep the ink readable
+            fg = 255 - bg
+    else:
+        paper = rng.integers(190, 256)
+        bg = np.clip(paper + rng.integers(-12, 13, 3), 0, 255)
+        fg = np.full(3, rng.integers(0, 90)) + rng.integers(0, 25, 3)
+    img = np.empty((s2, s2, 3), np.uint8)
+    img[:] = bg
+    height = rng.uniform(5.0, 40.0) * 2  # letter height in the 2x canvas
+    font = getattr(cv2, _HERSHEY[int(rng.integers(len(_HERSHEY)))])
+    if rng.random() < 0.2:
+        font |= cv2.FONT_ITALIC
+    scale = height / cv2.getTextSize("Hg", font, 1.0, 1)[0][1]
+    thickness = max(1, int(round(rng.uniform(0.06, 0.16) * height / 2)))
+    colour = tuple(int(c) for c in fg)
+    y = rng.uniform(0.3, 1.2) * height
+    while y < s2 + height:
+        x = -rng.uniform(0, 2) * height
+        while x < s2:
+            word = "".join(rng.choice(_TEXT_CHARS, int(rng.integers(1, 10))))
+            cv2.putText(img, word, (int(x), int(y)), font, scale, colour, thickness, cv2.LINE_AA)
+            x += cv2.getTextSize(word + " ", font, scale, thickness)[0][0]
+        y += height * rng.uniform(1.3, 2.0)
+    angle = rng.uniform(-6.0, 6.0)
+    if abs(angle) > 0.5:
+        m = cv2.getRotationMatrix2D((s2 / 2, s2 / 2), angle, 1.0)
+        img = cv2.warpAffine(img, m, (s2, s2), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    x = cv2.resize(img, (int(size), int(size)), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    if rng.random() < 0.5:  # uneven lighting
+        coarse = rng.standard_normal((4, 4)).astype(np.float32)
+        shade = cv2.resize(coarse, (int(size), int(size)), interpolation=cv2.INTER_CUBIC)
+        x = x * (1.0 + 0.15 * (shade / (np.abs(shade).max() + 1e-6))[..., None])
+    return np.clip(x, 0.0, 1.0)
+
+
 def _photo_window(photo: np.ndarray, size: int, rng: np.random.Generator, scale_range) -> np.ndarray:
     """A random (size, size, 3) window of ``photo``, rescaled by U(scale_range) (never below the window)."""
     import cv2
@@ -338,7 +390,9 @@ class FamilyBlurDataset(RenderedDataset):
             psf, params = family_psf(family, rng.uniform(low, high), rng)
         margin = kernel_margin(psf) if psf is not None else 0
         size = self.crop + 2 * margin
-        if not self.photos or rng.random() < cfg.dead_leaves_fraction:
+        if cfg.text_fraction > 0 and rng.random() < cfg.text_fraction:  # drawn only when on: old recipes keep their data
+            content, source = text_image(size, rng, self.palette), "text"
+        elif not self.photos or rng.random() < cfg.dead_leaves_fraction:
             content, source = dead_leaves(size, rng, self.palette), "dead_leaves"
         else:
             name, photo = self.photos[int(rng.integers(len(self.photos)))]
