@@ -6,7 +6,7 @@ import torch
 
 from dramnet_edge.data import kernels
 from dramnet_edge.data.families import (EXTRA_TRAIN_PHOTOS, FamilyBlurConfig, FamilyBlurDataset, HELD_OUT_PHOTOS,
-                                        TRAIN_PHOTOS, dead_leaves, family_config)
+                                        TRAIN_PHOTOS, dead_leaves, family_config, text_image)
 
 
 @pytest.mark.parametrize("family,extent", [("gaussian", 1.7), ("defocus", 3.2), ("motion", 11.0), ("shake", 9.0)])
@@ -142,3 +142,21 @@ def test_workers_forked_after_threaded_opencv_do_not_hang():
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, timeout=60)
     batches = [b for _, b in zip(range(2), loader)]
     assert len(batches) == 2 and batches[0]["blurred"].shape == (4, 3, 112, 112)
+
+
+def test_text_pages_are_deterministic_with_dense_thin_strokes():
+    a = text_image(112, np.random.default_rng(4))
+    assert a.shape == (112, 112, 3) and np.array_equal(a, text_image(112, np.random.default_rng(4)))
+    grey = a.mean(axis=2)
+    ink = grey < grey.mean() - 0.5 * grey.std()
+    assert 0.02 < ink.mean() < 0.6  # strokes on paper, neither blank nor solid
+    assert float(np.abs(np.diff(grey, axis=1)).max()) > 0.3  # high-contrast stroke edges
+
+
+def test_text_fraction_draws_text_pages_and_is_off_by_default():
+    on = FamilyBlurDataset("train", 112, 8, config=FamilyBlurConfig(text_fraction=1.0))
+    assert all(on[i]["name"].split("/")[1] == "text" for i in range(8))
+    off = FamilyBlurDataset("train", 112, 8, config=FamilyBlurConfig())
+    assert not any(off[i]["name"].split("/")[1] == "text" for i in range(8))
+    with pytest.raises(ValueError, match="text_fraction must be in"):
+        FamilyBlurConfig(text_fraction=1.5)
