@@ -245,6 +245,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-db", type=float, default=0.1)
     ap.add_argument("--worst-budget-db", type=float, default=None)
     ap.add_argument("--max-evals", type=int, default=48)
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="calibration recipe YAML (default: the package's default, calibrate/default-synthetic.yaml)")
     ap.add_argument("--speed-models", default="",
                     help="extra variants for the speed part, comma-separated (e.g. dramnet_s: ~4 more minutes)")
     ap.add_argument("--speed-tile", type=int, default=224)
@@ -260,7 +262,7 @@ def main(argv=None) -> int:
     from dramnet_edge.calibrate.pipeline import (GRAPHS, _max_blur, calibrate_onnx_graphs, export_fp32_graphs,
                                                  openvino_int8_graphs, plan_quantization, write_report)
     from dramnet_edge.calibrate.quantize import QuantSettings, batches
-    from dramnet_edge.calibrate.recipe import CalibrationRecipe
+    from dramnet_edge.calibrate.recipe import CalibrationRecipe, load_recipe
     from dramnet_edge.calibrate.runner import OnnxGraph
     from dramnet_edge.calibrate.tiles import build_calibration_set
     from dramnet_edge.export.formats import get_format
@@ -301,8 +303,9 @@ def main(argv=None) -> int:
     aliases = weight_aliases(folded)
     log(f"FP32 ONNX graphs in {time.perf_counter() - t0:.0f} s")
     encoder = OnnxGraph(fp32_paths["encoder"], threads=args.threads)
-    calibration = build_calibration_set(tile, lambda t: _max_blur(encoder.run_named({"x": t})["blur"]),
-                                        CalibrationRecipe(), log=log)
+    recipe = load_recipe(args.recipe) if args.recipe else CalibrationRecipe()
+    calibration = build_calibration_set(tile, lambda t: _max_blur(encoder.run_named({"x": t})["blur"]), recipe, log=log)
+    results["calibration_recipe"] = {"file": str(args.recipe) if args.recipe else "default", **recipe.to_dict()}
 
     blurred, sharp, names = report_pairs(tile)
     size = blurred.shape[-1]

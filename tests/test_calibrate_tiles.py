@@ -126,3 +126,21 @@ def test_synthetic_default_source_is_stratified_with_ground_truth():
     assert cs.has_ground_truth and len(cs.calib) == 6 and len(cs.holdout) == 3
     assert cs.calib.counts() == {"sharp": 2, "mild": 2, "heavy": 2}
     assert all(n.startswith("train/") for n in cs.calib.names + cs.holdout.names)  # never the reporting photos
+
+
+def test_synthetic_overrides_reach_the_engine_and_bad_ones_are_refused(tmp_path):
+    # sharp_fraction 1: every candidate unblurred, so every held-out tile is its own ground truth.
+    recipe = CalibrationRecipe(tiles=3, holdout=3, candidates_per_tile=1, synthetic={"sharp_fraction": 1.0,
+                                                                                  "partial_fraction": 0.0})
+    cs = build_calibration_set(112, _score, recipe)
+    assert np.array_equal(cs.holdout.blurred, cs.holdout.sharp) and "sharp_fraction 1.0" in cs.source
+    default = build_calibration_set(112, _score, CalibrationRecipe(tiles=3, holdout=3, candidates_per_tile=1))
+    assert not np.array_equal(default.holdout.blurred, default.holdout.sharp)
+    with pytest.raises(ValueError, match="unknown synthetic keys \\['sharpness'\\]; accepted: .*sharp_fraction"):
+        CalibrationRecipe(synthetic={"sharpness": 0.5})
+    with pytest.raises(ValueError, match="sharp_fraction"):
+        CalibrationRecipe(synthetic={"sharp_fraction": 1.5})
+    bad = tmp_path / "r.yaml"
+    bad.write_text("synthetic: {noise: 1}\n")
+    with pytest.raises(ValueError, match="unknown synthetic keys"):
+        load_recipe(bad)

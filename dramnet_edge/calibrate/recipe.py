@@ -62,6 +62,8 @@ class CalibrationRecipe:
         tiles, disjoint from those, on which the fallback measures the PSNR drop. candidates_per_tile: candidates
         scored per selected tile (more = strata filled more evenly, slower). seed: fixes the synthetic crops and blur.
     synthetic_split: source photos of the synthetic set ("train": the held-out val photos stay free for reporting).
+    synthetic: overrides of the synthetic engine's knobs (``data.synthetic.SyntheticBlurConfig`` fields, e.g.
+        ``{sharp_fraction: 0.34}``); empty: the engine's defaults. Unknown keys or bad values are an error.
     max_tiles_per_image: cap on the grid tiles taken from one user image (evenly spaced), so one large photo cannot
         fill the set. paired_split: the split of a paired dataset used for calibration ("train"; "test" is for reports).
     """
@@ -72,6 +74,7 @@ class CalibrationRecipe:
     candidates_per_tile: int = 3
     seed: int = CALIBRATION_SEED
     synthetic_split: str = "train"
+    synthetic: dict = field(default_factory=dict)
     max_tiles_per_image: int = 16
     paired_split: str = "train"
     strata: StrataConfig = field(default_factory=StrataConfig)
@@ -91,8 +94,22 @@ class CalibrationRecipe:
             raise UserError(f"max_tiles_per_image must be >= 1, got {self.max_tiles_per_image}")
         if self.synthetic_split not in ("train", "val"):
             raise UserError(f"synthetic_split must be train or val, got {self.synthetic_split!r}")
+        self.synthetic_config()  # validates the overrides now, not minutes into a calibration
         if self.paired_split not in ("train", "val", "test"):
             raise UserError(f"paired_split must be train, val or test, got {self.paired_split!r}")
+
+    def synthetic_config(self):
+        """The ``SyntheticBlurConfig`` the synthetic source renders with (its defaults plus ``synthetic``)."""
+        from ..data.synthetic import SyntheticBlurConfig
+
+        if not isinstance(self.synthetic, dict):
+            raise UserError(f"synthetic must be a mapping of SyntheticBlurConfig fields, got {self.synthetic!r}")
+        known = {f.name for f in dataclasses.fields(SyntheticBlurConfig)}
+        unknown = sorted(set(self.synthetic) - known)
+        if unknown:
+            raise UserError(f"unknown synthetic keys {unknown}; accepted: {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()}
+        return SyntheticBlurConfig(**values)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -194,11 +194,13 @@ def synthetic_candidates(tile: int, recipe: CalibrationRecipe, count: int) -> tu
     ``recipe.seed``), deterministic."""
     from ..data.synthetic import SyntheticBlurDataset
 
-    ds = SyntheticBlurDataset(recipe.synthetic_split, crop=tile, length=count, seed=recipe.seed, train=False)
+    ds = SyntheticBlurDataset(recipe.synthetic_split, crop=tile, length=count, seed=recipe.seed, train=False,
+                              config=recipe.synthetic_config())
     items = [ds[i] for i in range(count)]
     blurred = np.stack([it["blurred"].numpy() for it in items]).astype(np.float32)
     sharp = np.stack([it["sharp"].numpy() for it in items]).astype(np.float32)
-    description = (f"synthetic blur engine, {recipe.synthetic_split} photos, seed {recipe.seed} "
+    overrides = "".join(f", {k} {v}" for k, v in sorted(recipe.synthetic.items()))
+    description = (f"synthetic blur engine, {recipe.synthetic_split} photos, seed {recipe.seed}{overrides} "
                    "(the reporting photos are never used)")
     return blurred, sharp, [it["name"] for it in items], description
 
