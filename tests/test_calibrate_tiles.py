@@ -134,8 +134,10 @@ def test_synthetic_overrides_reach_the_engine_and_bad_ones_are_refused(tmp_path)
                                                                                   "partial_fraction": 0.0})
     cs = build_calibration_set(112, _score, recipe)
     assert np.array_equal(cs.holdout.blurred, cs.holdout.sharp) and "sharp_fraction 1.0" in cs.source
-    default = build_calibration_set(112, _score, CalibrationRecipe(tiles=3, holdout=3, candidates_per_tile=1))
-    assert not np.array_equal(default.holdout.blurred, default.holdout.sharp)
+    blurred = build_calibration_set(112, _score, CalibrationRecipe(tiles=3, holdout=3, candidates_per_tile=1,
+                                                                   synthetic={"sharp_fraction": 0.0}))
+    assert not np.array_equal(blurred.holdout.blurred, blurred.holdout.sharp)
+    assert CalibrationRecipe().synthetic_config().sharp_fraction == 0.34  # the default: a third unblurred
     with pytest.raises(ValueError, match="unknown synthetic keys \\['sharpness'\\]; accepted: .*sharp_fraction"):
         CalibrationRecipe(synthetic={"sharpness": 0.5})
     with pytest.raises(ValueError, match="sharp_fraction"):

@@ -44,6 +44,9 @@ class ModelConfig:
     encoder_checkpoint: str | None = None
     # A dramnet-edge weight file (.safetensors or training .pt) to start from (fine-tuning).
     init_checkpoint: str | None = None
+    # Quantization-aware fine-tuning: INT8 fake quantization on the layers the INT8 export quantizes
+    # (dramnet_edge/train/fake_quant.py); the weights stay FP32, validation runs fake-quantized.
+    fake_quant: bool = False
 
 
 @dataclass

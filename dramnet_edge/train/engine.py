@@ -114,6 +114,12 @@ class Trainer:
             from ..models.checkpoint import load_weights
 
             load_weights(model, m.init_checkpoint)
+        if m.fake_quant:
+            from .fake_quant import attach_fake_quant
+
+            layers = attach_fake_quant(model)
+            self.logs.note(f"INT8 fake quantization on {len(layers)} Conv/Linear layers (quantization-aware "
+                           "fine-tuning; the weights stay FP32, validation runs fake-quantized)")
         return model.to(self.env.device)
 
     def _build_perceptual(self) -> VGGPerceptualLoss | None:
