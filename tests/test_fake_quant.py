@@ -3,12 +3,14 @@ are fake-quantized, a clean state dict, an exact undo, and the trainer running a
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from dramnet_edge.models import create_model
-from dramnet_edge.models.checkpoint import read_state_dict
+from dramnet_edge.models.checkpoint import read_metadata, read_state_dict
 from dramnet_edge.train.config import config_from_dict
 from dramnet_edge.train.fake_quant import (FLOAT_LAYERS, attach_fake_quant, detach_fake_quant, fake_quant,
                                            quantize_weight)
@@ -68,6 +70,8 @@ def test_trainer_runs_a_fake_quant_recipe_and_the_config_refuses_a_bad_value(tmp
     fit(config_from_dict(cfg), tmp_path / "run")
     log = (tmp_path / "run" / "train.log").read_text()
     assert "INT8 fake quantization on" in log
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["val_fake_quant"] is True
+    assert "fake-quantized" in read_metadata(tmp_path / "run" / "model.safetensors")["val_psnr_of"]
     weights = read_state_dict(tmp_path / "run" / "model.safetensors")
     assert set(weights) == set(create_model("dramnet_tiny", **MICRO).state_dict())
     cfg["model"]["fake_quant"] = "maybe"

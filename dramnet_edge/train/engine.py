@@ -366,9 +366,11 @@ class Trainer:
             "global_batch": cfg.data.batch_size * env.world_size, "amp": cfg.run.amp if env.device.type == "cuda" else "none",
             "version": __version__,
         }
-        save_weights(self.model, self.out / "model.safetensors",
-                     extra_metadata={"step": str(state.step), "val_psnr": f"{val['val_psnr']:.4f}",
-                                     "train_config": cfg.to_dict()})
+        extra = {"step": str(state.step), "val_psnr": f"{val['val_psnr']:.4f}", "train_config": cfg.to_dict()}
+        if cfg.model.fake_quant:  # validation ran fake-quantized: say so wherever its figure goes
+            metrics["val_fake_quant"] = True
+            extra["val_psnr_of"] = "the INT8 fake-quantized model (model.fake_quant); the FP32 weights score otherwise"
+        save_weights(self.model, self.out / "model.safetensors", extra_metadata=extra)
         atomic_write(self.out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
         self.log(f"done: val PSNR {metrics['val_psnr']:.2f} dB vs input {metrics['val_psnr_input']:.2f} dB "
                  f"(+{metrics['val_psnr_gain']:.2f}), {metrics['it_per_s']:.3f} it/s, peak memory "
