@@ -146,3 +146,18 @@ def test_synthetic_overrides_reach_the_engine_and_bad_ones_are_refused(tmp_path)
     bad.write_text("synthetic: {noise: 1}\n")
     with pytest.raises(ValueError, match="unknown synthetic keys"):
         load_recipe(bad)
+
+
+def test_tiles_option_splits_as_the_recipe_and_keeps_three_for_the_ranges():
+    from dramnet_edge.calibrate.pipeline import split_tiles
+
+    default = CalibrationRecipe()
+    assert (default.tiles, default.holdout) == (64, 48)
+    r = split_tiles(default, 112)
+    assert (r.tiles, r.holdout) == (64, 48)
+    r = split_tiles(default, 4)  # 4 x 48/112 rounds to 2 held out, which would leave 2 for three strata
+    assert (r.tiles, r.holdout) == (3, 1)
+    r = split_tiles(default, 8)
+    assert (r.tiles, r.holdout) == (5, 3)
+    with pytest.raises(ValueError, match="--tiles must be >= 4"):
+        split_tiles(default, 3)

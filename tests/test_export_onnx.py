@@ -312,7 +312,7 @@ def test_coreml_int8_export_is_w8a8_with_a_measured_drop(exported, tmp_path, mon
     from dramnet_edge.calibrate.recipe import CalibrationRecipe
     from dramnet_edge.export.torch2coreml import load_coreml_spec
 
-    small = CalibrationRecipe(tiles=4, holdout=2, candidates_per_tile=1)  # the default 64 + 16 take minutes here
+    small = CalibrationRecipe(tiles=4, holdout=2, candidates_per_tile=1)  # the default 64 + 48 take minutes here
     original = coreml_w8a8.export_coreml_w8a8
     monkeypatch.setattr(coreml_w8a8, "export_coreml_w8a8", lambda *a, **k: original(*a, **{**k, "recipe": small}))
     out = tmp_path / "m.mlpackage"

@@ -75,6 +75,15 @@ def _onnx_export_info(onnx_path: Path) -> tuple[dict, dict[str, Path]]:
     return sidecar, paths
 
 
+def split_tiles(recipe: CalibrationRecipe, tiles: int) -> CalibrationRecipe:
+    """``recipe`` with ``tiles`` in all (``--tiles``), split between ranges and held-out check as the recipe splits
+    them, keeping at least 3 for the ranges (one per stratum) and 1 held out."""
+    if tiles < 4:
+        raise UserError(f"--tiles must be >= 4 (3 for the ranges, 1 held out), got {tiles}")
+    holdout = min(tiles - 3, max(1, round(tiles * recipe.holdout / (recipe.tiles + recipe.holdout))))
+    return recipe.replace(tiles=tiles - holdout, holdout=holdout)
+
+
 def calibrate(
     *, output: str | os.PathLike, model=None, model_name: str | None = None, checkpoint=None,
     onnx: str | os.PathLike | None = None, calib_data=None, recipe: CalibrationRecipe | None = None,
@@ -101,10 +110,7 @@ def calibrate(
     settings = settings or QuantSettings()
     recipe = recipe or CalibrationRecipe()
     if tiles is not None:
-        if tiles < 4:
-            raise UserError(f"--tiles must be >= 4 (3 for the ranges, 1 held out), got {tiles}")
-        holdout = max(1, round(tiles * recipe.holdout / (recipe.tiles + recipe.holdout)))
-        recipe = recipe.replace(tiles=tiles - holdout, holdout=holdout)
+        recipe = split_tiles(recipe, tiles)
     if calib_data is not None and not Path(calib_data).is_dir():
         raise UserError(f"--calib-data {calib_data}: not a directory")
     if (model is None) == (onnx is None):

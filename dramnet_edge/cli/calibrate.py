@@ -31,7 +31,7 @@ from ._common import BUDGET_DB, DEFAULT_MODEL, POSITIVE, TAU, TILE, echo_err, us
 @click.option("--recipe", type=click.Path(dir_okay=False, path_type=Path),
               help="Calibration recipe YAML (calibrate/*.yaml): tiles, held-out tiles, strata.")
 @click.option("--tiles", type=click.IntRange(min=4), default=None,
-              help="Tiles in all (calibration + held out), split as the recipe does (default recipe: 64 + 16).")
+              help="Tiles in all (calibration + held out), split as the recipe does (default recipe: 64 + 48).")
 @click.option("--budget-db", type=BUDGET_DB, default=0.1, show_default=True,
               help="Largest mean PSNR drop (dB) vs FP32 on the held-out tiles; the fallback reverts layer groups "
                    "to FP32 until it holds.")
