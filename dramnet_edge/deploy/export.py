@@ -29,7 +29,7 @@ from ..runtime.parity import check_artifact
 def _int8_hook(calib: dict) -> exporter.Int8Hook:
     """``convert_graphs``' INT8 hook: onnx / tensorrt (Q/DQ ONNX at ``paths``) and openvino (NNCF IR at ``paths``)
     from an FP32 ONNX written first to a temporary folder, then ``calibrate.pipeline.quantize_for_export``; coreml
-    through ``calibrate.coreml_w8a8``. calib: their options (calib_data, budget_db). Returns sidecar fields."""
+    through ``calibrate.coreml_w8a8``. calib: their options (calib_data, budget_db, recipe). Returns sidecar fields."""
 
     def int8(fmt_name: str, graphs, folded, paths: dict[str, Path], *, batch, opset: int, tau, report_for: Path,
              log: Callable[[str], None]) -> dict:
@@ -94,7 +94,7 @@ def export_model(
     batch: int | None = None, dynamic_batch: bool = False, tau: float | None = None, model_name: str | None = None,
     checkpoint: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET, check: bool = True,
     log: Callable[[str], None] | None = None, calib_data: str | os.PathLike | None = None, budget_db: float = 0.1,
-    overwrite: bool = False, quantizer: str | None = None,
+    overwrite: bool = False, quantizer: str | None = None, calib_recipe=None,
 ) -> dict:
     """Export a DRAMNet to ``target`` at ``output`` (plus its split graphs and ``.json`` sidecar); returns the sidecar.
 
@@ -107,6 +107,7 @@ def export_model(
     (``dramnet_edge.calibrate``): on onnx / tensorrt / openvino the accuracy-bounded fallback reverts layer groups
     until the held-out drop is within it; on coreml (W8A8, ``calibrate.coreml_w8a8``) the drop is measured in
     torch and reported against it. The calibration report is written beside the artifact (OUTPUT.report.json).
+    calib_recipe (int8): a ``calibrate.recipe.CalibrationRecipe`` instead of the default calibration set.
     quantizer (tensorrt int8 only): "nncf" (the default) or "modelopt" (NVIDIA ModelOpt's TensorRT Q/DQ placement,
     the ``modelopt`` extra); docs/calibration.md compares them.
     overwrite: replace files of an earlier export; without it a ValueError names the first file that exists
@@ -120,7 +121,7 @@ def export_model(
     if fmt.name != "tensorrt":  # tensorrt: write and lint the ONNX first, then say what is missing
         require_sdk(fmt)
     check_quantizer(fmt.name, precision, quantizer)
-    calib = {"calib_data": calib_data, "budget_db": budget_db} if precision == "int8" else None
+    calib = {"calib_data": calib_data, "budget_db": budget_db, "recipe": calib_recipe} if precision == "int8" else None
     if calib is not None:
         check_int8_request(fmt, calib_data, budget_db, quantizer)
         if quantizer is not None:
