@@ -30,7 +30,7 @@ CALIBRATION_SEED = 60_221
 #: The default synthetic source renders a third of its candidates unblurred (the engine's own default is a tenth):
 #: users' photos are largely in focus, and on an unblurred tile the FP32 output is within ~50 dB of the truth, so
 #: INT8 noise shows there in full while a heavily blurred textured tile (FP32 ~26 dB) hides it. With a tenth, the
-#: held-out drop under-predicted the drop on real photos ~4-5x (docs/calibration.md has the measurements).
+#: held-out drop under-predicted the drop on real photos 5x (docs/calibration.md has the measurements).
 DEFAULT_SYNTHETIC = {"sharp_fraction": 0.34}
 
 
@@ -109,14 +109,10 @@ class CalibrationRecipe:
         """The ``SyntheticBlurConfig`` the synthetic source renders with (its defaults plus ``synthetic``)."""
         from ..data.synthetic import SyntheticBlurConfig
 
-        if not isinstance(self.synthetic, dict):
-            raise UserError(f"synthetic must be a mapping of SyntheticBlurConfig fields, got {self.synthetic!r}")
-        known = {f.name for f in dataclasses.fields(SyntheticBlurConfig)}
-        unknown = sorted(set(self.synthetic) - known)
-        if unknown:
-            raise UserError(f"unknown synthetic keys {unknown}; accepted: {sorted(known)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()}
-        return SyntheticBlurConfig(**values)
+        values = self.synthetic
+        if isinstance(values, dict):  # YAML gives lists where the config holds tuples
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return _from_dict(SyntheticBlurConfig, values, "synthetic")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

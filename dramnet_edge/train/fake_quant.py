@@ -53,7 +53,8 @@ class _InputObserver:
     def update(self, x: torch.Tensor) -> None:
         with torch.no_grad():
             amax = x.detach().abs().amax().float()
-            self.nonnegative = self.nonnegative and bool(x.detach().amin() >= 0)
+            if self.nonnegative:  # once a negative value was seen, no need to look again
+                self.nonnegative = bool(x.detach().amin() >= 0)
             self.amax = amax if self.amax is None else self.momentum * self.amax + (1 - self.momentum) * amax
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
