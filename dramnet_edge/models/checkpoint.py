@@ -148,3 +148,30 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     state = read_state_dict(path)
     check_finite(state, source=str(path))
     load_state_dict_strict(model, state, source=str(path))
+
+
+def load_weights_growing_columns(model: nn.Module, path: str | os.PathLike) -> list[int]:
+    """Load a DRAMNet weight file that has fewer decoder columns than ``model``; the extra columns (appended after
+    the checkpoint's) start as the identity (``ReversibleColumn.make_identity_``), so the grown model computes
+    exactly what the checkpoint did and training adds capacity from there. Returns the indices of the new columns.
+
+    Every other key must match in name and shape (strict otherwise); a checkpoint with as many columns as the model
+    loads as ``load_weights`` does and returns []."""
+    state = read_state_dict(path)
+    check_finite(state, source=str(path))
+    columns = getattr(getattr(model, "decoder", None), "columns", None)
+    if columns is None:
+        raise UserError(f"{path}: growing decoder columns needs a DRAMNet, got {type(model).__name__}")
+    prefix = "decoder.columns."
+    held = {int(k[len(prefix):].split(".", 1)[0]) for k in state if k.startswith(prefix)}
+    n_ckpt = max(held) + 1 if held else 0
+    if held != set(range(n_ckpt)) or not 1 <= n_ckpt <= len(columns):
+        raise UserError(f"{path}: holds decoder columns {sorted(held)}; growing needs columns 0..k-1 with "
+                         f"1 <= k <= {len(columns)} (the model's)")
+    new = list(range(n_ckpt, len(columns)))
+    own = model.state_dict()
+    grown = {k: v for k, v in own.items() if any(k.startswith(f"{prefix}{i}.") for i in new)}
+    load_state_dict_strict(model, {**state, **grown}, source=str(path))
+    for i in new:
+        columns[i].make_identity_()
+    return new

@@ -83,6 +83,31 @@ class ReversibleColumn(nn.Module):
             new[i] = f + level.scale() * states[i]
         return new
 
+    @torch.no_grad()
+    def make_identity_(self) -> None:
+        """Make this column compute the identity (c_i_new = c_i_old), keeping it trainable: a grown model.
+
+        Zeroes what feeds and what ends each level's residual F_i: the up/down convs (so F_i's input is 0), the
+        STM scales beta/gamma, the Fourier expert's last spectral conv, the wavelet mix and the attention's output
+        projection (so every block maps 0 to 0), and sets alpha to 1. The gradient still reaches every weight:
+        each block's STM residual passes dL/dF_i to the up/down convs unchanged, so they move on the first step
+        and the zeroed expert outputs from the second (zero-initialised last layers, as in NAFNet/ControlNet).
+        """
+        for level in self.levels:
+            for conv in ([level.up[0]] if level.up is not None else []) + ([level.down] if level.down is not None
+                                                                              else []):
+                conv.weight.zero_()
+                conv.bias.zero_()
+            for block in level.blocks:
+                block.stm.beta.zero_()
+                block.stm.gamma.zero_()
+                block.fourier.spectral[-1].weight.zero_()
+                block.fourier.spectral[-1].bias.zero_()
+                block.wavelet.mix.weight.zero_()
+                block.wavelet.mix.bias.zero_()
+                block.attention.project.weight.zero_()
+            level.alpha.fill_(1.0)
+
     def inverse(self, new_states, blur_levels, exit_mask=None) -> list[torch.Tensor]:
         n = len(self.levels)
         old: list[torch.Tensor | None] = [None] * n

@@ -44,6 +44,9 @@ class ModelConfig:
     encoder_checkpoint: str | None = None
     # A dramnet-edge weight file (.safetensors or training .pt) to start from (fine-tuning).
     init_checkpoint: str | None = None
+    # DRAMNet only: init_checkpoint may hold fewer decoder columns than the model (overrides.num_columns); the
+    # extra columns start as the identity, so training starts from exactly the checkpoint's output (a grown model).
+    grow_columns: bool = False
     # Quantization-aware fine-tuning: INT8 fake quantization on the layers the INT8 export quantizes
     # (dramnet_edge/train/fake_quant.py); the weights stay FP32, validation runs fake-quantized.
     fake_quant: bool = False

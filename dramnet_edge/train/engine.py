@@ -110,7 +110,15 @@ class Trainer:
             kwargs["encoder_checkpoint"] = m.encoder_checkpoint
         torch.manual_seed(self.cfg.run.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
         model = create_model(m.name, **kwargs)
-        if m.init_checkpoint:
+        if m.grow_columns and not m.init_checkpoint:
+            raise UserError("model.grow_columns needs model.init_checkpoint (the weights to grow from)")
+        if m.init_checkpoint and m.grow_columns:
+            from ..models.checkpoint import load_weights_growing_columns
+
+            new = load_weights_growing_columns(model, m.init_checkpoint)
+            self.logs.note(f"grown from {m.init_checkpoint}: decoder columns {new or 'none'} added as the identity "
+                           f"(model.grow_columns), the other {len(model.decoder.columns) - len(new)} loaded")
+        elif m.init_checkpoint:
             from ..models.checkpoint import load_weights
 
             load_weights(model, m.init_checkpoint)
