@@ -1,12 +1,15 @@
 """The shipped embedded default: present, small, loadable with its recipe, and it deblurs a held-out real photo."""
 
 import numpy as np
+import pytest
 import torch
 
 from dramnet_edge.bench.photos import defocus_psf, load_photo, motion_psf
+from dramnet_edge.errors import UserError
 from dramnet_edge.metrics import psnr
+from dramnet_edge.models import create_model
 from dramnet_edge.models.builder import load_model
-from dramnet_edge.models.checkpoint import read_metadata
+from dramnet_edge.models.checkpoint import read_metadata, save_weights
 from dramnet_edge.runtime.session import TorchSession
 from dramnet_edge.runtime.tiling import deblur_image
 from dramnet_edge.weights import WEIGHTS_DIR, default_checkpoint
@@ -97,3 +100,33 @@ def test_shipped_default_deblurs_held_out_photos_and_leaves_a_sharp_one_alone():
     assert identity >= 40.0, identity  # measured 64.6 dB (step 4: 66.6)
     old_gains, old_identity = _gain_and_identity("dramnet_tiny", "camera")
     assert old_gains["motion"] < 2.0 and old_identity < 40.0  # measured +0.82 dB, 33.4 dB: the old default fails
+
+
+def test_fp16_storage_halves_the_file_and_loads_into_the_fp32_model(tmp_path):
+    from dramnet_edge.models.checkpoint import convert_weights, read_metadata, read_state_dict
+
+    src = tmp_path / "w.safetensors"
+    net = create_model("dramnet_tiny", tile=112).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_weights(net, src, extra_metadata={"step": 7})
+    dst = tmp_path / "w.fp16.safetensors"
+    info = convert_weights(src, dst, "float16")
+    assert info["bytes_after"] < 0.6 * info["bytes_before"] and info["cast"] > 0
+    assert 0 < info["max_rel_rounding"] <= 2.0 ** -11
+    state = read_state_dict(dst)
+    assert {v.dtype for v in state.values() if v.numel() >= 4096} == {torch.float16}
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point() and v.numel() < 4096)
+    meta = read_metadata(dst)
+    assert meta["storage_dtype"] == "float16" and meta["step"] == "7" and meta["model"] == "dramnet_tiny"
+    loaded, _ = load_model(dst)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(1, 3, 112, 112)
+    with torch.no_grad():
+        diff = (loaded.eval()(x) - net(x)).abs().max().item()
+    assert 0 < diff < 1e-3, diff
+    with pytest.raises(UserError, match="onto itself"):
+        convert_weights(src, src)
+    with pytest.raises(UserError, match="not accepted"):
+        convert_weights(src, tmp_path / "x.safetensors", "int8")
