@@ -22,3 +22,14 @@ def test_quickstart_overrides_build_a_config_matching_the_shipped_default():
     tile, steps = finetune_plan(default_checkpoint(EMBEDDED_DEFAULT))
     assert cfg.model.name == EMBEDDED_DEFAULT and cfg.model.overrides["tile"] == tile and cfg.data.crop == tile
     assert cfg.stages[0].iters == steps and f"{steps} steps of {tile}-px crops" in what
+
+
+def test_quickstart_rebuilds_the_shipped_shape(tmp_path):
+    from dramnet_edge.bench.quickstart import shape_overrides
+
+    path = tmp_path / "lite3.safetensors"
+    save_weights(create_model("dramnet_lite", num_columns=3, memory_saving=False), path)
+    sets = shape_overrides(path)
+    assert sets == ["model.overrides.num_columns=3"]
+    cfg = quickstart(["model.name=dramnet_lite", *sets])
+    assert cfg.model.overrides["num_columns"] == 3

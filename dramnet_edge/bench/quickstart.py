@@ -132,6 +132,16 @@ def finetune_plan(checkpoint) -> tuple[int, int]:
     return tile, max(25, round(FINETUNE_STEPS * (112 / tile) ** 2))
 
 
+def shape_overrides(checkpoint: Path) -> list[str]:
+    """--set lines that rebuild a weight file's network shape (its metadata's overrides but tile, which
+    ``finetune_plan`` sets, and memory_saving, which training chooses)."""
+    from ..models.checkpoint import read_metadata
+
+    meta = read_metadata(checkpoint)
+    return [f"model.overrides.{k}={json.dumps(v)}" for k, v in sorted(meta["overrides"].items())
+            if k not in ("tile", "memory_saving")]
+
+
 def train_overrides_for(fast: bool, threads: int | None, overrides: tuple[str, ...] = ()) -> tuple[list[str], str]:
     """The --set overrides of the quickstart's training step and a one-line description of what it trains."""
     from ..weights import EMBEDDED_DEFAULT, default_checkpoint
@@ -141,6 +151,8 @@ def train_overrides_for(fast: bool, threads: int | None, overrides: tuple[str, .
     if shipped is not None and not fast:
         tile, steps = finetune_plan(shipped)
         sets += [f"model.name={EMBEDDED_DEFAULT}", f"model.init_checkpoint={shipped}", f"model.overrides.tile={tile}",
+                 # the shipped file's own shape (e.g. its number of decoder columns), so its weights load strictly
+                 *shape_overrides(shipped),
                  f"data.crop={tile}", f"stages=[{{name: deblur, iters: {steps}}}]",
                  "optim.lr=2.0e-4", "optim.warmup_iters=0", "run.val_every=100", "run.ckpt_every=100",
                  # no blur-map term: the cascade stays frozen, keeping the shipped gate (trained on sharp regions,
