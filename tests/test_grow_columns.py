@@ -74,3 +74,9 @@ def test_training_a_grown_model_trains_the_new_column(tmp_path):
     moved = [k for k, v in net.decoder.columns[2].state_dict().items() if v.abs().max() > 0 and ".up." in k]
     assert moved, "the new column's zeroed input convs did not train"
     assert "decoder columns [2] added as the identity" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_grow_columns_without_weights_to_grow_from_is_a_config_error():
+    with pytest.raises(UserError, match="grow_columns needs model.init_checkpoint"):
+        config_from_dict({"model": {"name": "dramnet_tiny", "grow_columns": True},
+                          "stages": [{"name": "deblur", "iters": 1}]})

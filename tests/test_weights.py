@@ -103,7 +103,7 @@ def test_shipped_default_deblurs_held_out_photos_and_leaves_a_sharp_one_alone():
 
 
 def test_fp16_storage_halves_the_file_and_loads_into_the_fp32_model(tmp_path):
-    from dramnet_edge.models.checkpoint import convert_weights, read_metadata, read_state_dict
+    from dramnet_edge.models.checkpoint import convert_weights, read_state_dict
 
     src = tmp_path / "w.safetensors"
     net = create_model("dramnet_tiny", tile=112).eval()

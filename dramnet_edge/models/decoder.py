@@ -94,10 +94,10 @@ class ReversibleColumn(nn.Module):
         and the zeroed expert outputs from the second (zero-initialised last layers, as in NAFNet/ControlNet).
         """
         for level in self.levels:
-            for conv in ([level.up[0]] if level.up is not None else []) + ([level.down] if level.down is not None
-                                                                              else []):
-                conv.weight.zero_()
-                conv.bias.zero_()
+            for conv in (level.up[0] if level.up is not None else None, level.down):
+                if conv is not None:
+                    conv.weight.zero_()
+                    conv.bias.zero_()
             for block in level.blocks:
                 block.stm.beta.zero_()
                 block.stm.gamma.zero_()

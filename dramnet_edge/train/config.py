@@ -309,6 +309,8 @@ def validate(cfg: TrainConfig) -> None:
             raise UserError(f"{where} must be positive, got {v}")
     if not 0 < cfg.optim.min_lr <= cfg.optim.lr:
         raise UserError(f"optim.min_lr must be in (0, optim.lr={cfg.optim.lr}], got {cfg.optim.min_lr}")
+    if cfg.model.grow_columns and not cfg.model.init_checkpoint:
+        raise UserError("model.grow_columns needs model.init_checkpoint (the weights to grow from)")
     if not cfg.stages:
         raise UserError("stages is empty; give at least one stage, e.g. [{name: deblur, iters: 1000}]")
     accepted = AIBNET_STAGES if cfg.family == "aibnet" else DRAMNET_STAGES

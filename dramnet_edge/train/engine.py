@@ -110,9 +110,7 @@ class Trainer:
             kwargs["encoder_checkpoint"] = m.encoder_checkpoint
         torch.manual_seed(self.cfg.run.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
         model = create_model(m.name, **kwargs)
-        if m.grow_columns and not m.init_checkpoint:
-            raise UserError("model.grow_columns needs model.init_checkpoint (the weights to grow from)")
-        if m.init_checkpoint and m.grow_columns:
+        if m.grow_columns:  # validate() has checked that init_checkpoint is set
             from ..models.checkpoint import load_weights_growing_columns
 
             new = load_weights_growing_columns(model, m.init_checkpoint)
