@@ -160,3 +160,32 @@ def test_text_fraction_draws_text_pages_and_is_off_by_default():
     assert not any(off[i]["name"].split("/")[1] == "text" for i in range(8))
     with pytest.raises(ValueError, match="text_fraction must be in"):
         FamilyBlurConfig(text_fraction=1.5)
+
+
+def _edge_strengths(image: np.ndarray) -> np.ndarray:
+    grey = image.mean(axis=2)
+    return np.hypot(np.diff(grey, axis=0)[:, :-1], np.diff(grey, axis=1)[:-1, :])
+
+
+def test_dead_leaves_dof_holds_soft_and_hard_edges_and_is_deterministic():
+    from dramnet_edge.data.families import dead_leaves_dof
+
+    a = dead_leaves_dof(128, np.random.default_rng(3))
+    b = dead_leaves_dof(128, np.random.default_rng(3))
+    assert a.shape == (128, 128, 3) and a.dtype == np.float32 and 0.0 <= a.min() and a.max() <= 1.0
+    np.testing.assert_array_equal(a, b)
+    # hard edges from the sharp layer, like plain dead leaves; far fewer strong edges than plain dead leaves, because
+    # most of the square is the out-of-focus background
+    plain = dead_leaves(128, np.random.default_rng(3))
+    dof_edges, plain_edges = _edge_strengths(a), _edge_strengths(plain)
+    assert dof_edges.max() > 0.3
+    assert (dof_edges > 0.1).mean() < 0.6 * (plain_edges > 0.1).mean()
+
+
+def test_dof_prob_gives_dead_leaves_a_depth_of_field_and_is_off_by_default():
+    on = FamilyBlurDataset("train", 112, 8, config=FamilyBlurConfig(dead_leaves_fraction=1.0, dof_prob=1.0))
+    assert all(on[i]["name"].split("/")[1] == "dead_leaves_dof" for i in range(8))
+    off = FamilyBlurDataset("train", 112, 8, config=FamilyBlurConfig(dead_leaves_fraction=1.0))
+    assert all(off[i]["name"].split("/")[1] == "dead_leaves" for i in range(8))
+    with pytest.raises(ValueError, match="dof_prob must be in"):
+        FamilyBlurConfig(dof_prob=-0.1)

@@ -8,7 +8,9 @@ What the embedded default is trained on (``data.dataset: families`` in a recipe)
    and shading). Dead leaves have the edge and scale statistics of natural images (Lee, Mumford & Huang 2001)
    and give unlimited content, so the few photos that ship with our dependencies can be kept out of training
    and used to score the model (``HELD_OUT_PHOTOS``; ``benchmarks/real_photo_gain.py``); with probability
-   ``text_fraction`` (off by default) a procedural page of text (``text_image``);
+   ``text_fraction`` (off by default) a procedural page of text (``text_image``); with probability ``dof_prob``
+   (off by default) a dead-leaves crop has a depth of field (``dead_leaves_dof``: sharp leaves over an
+   out-of-focus background, so the sharp target itself holds soft edges);
 2. **blur**: with probability ``sharp_fraction`` none (the network must leave a sharp photo alone), else one
    family (``data.kernels.FAMILIES``, weights ``family_weights``) at an extent drawn uniformly from
    ``ranges[family]``, applied in linear light with probability ``linear_prob``, else on sRGB values;
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from .datasets import PATCH, RenderedDataset, check_crop, config_from_fields
-from .kernels import FAMILIES, SPACES, family_psf, kernel_margin, record
+from .kernels import FAMILIES, GAMMA, SPACES, family_psf, kernel_margin, record
 from .kernels import blur as apply_blur
 from ..errors import UserError
 
@@ -136,10 +138,11 @@ class FamilyBlurConfig:
     contrast_range: tuple[float, float] = (0.2, 1.0)
     extra_photos: tuple[str, ...] = ()
     text_fraction: float = 0.0
+    dof_prob: float = 0.0
 
     def __post_init__(self):
         for name in ("sharp_fraction", "dead_leaves_fraction", "linear_prob", "noise_prob", "jpeg_prob", "ramp_start",
-                     "contrast_prob", "text_fraction"):
+                     "contrast_prob", "text_fraction", "dof_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"FamilyBlurConfig.{name} must be in [0, 1], got {value}")
@@ -200,17 +203,21 @@ def _palette() -> np.ndarray:
     return np.clip(np.round(np.concatenate(cols) * 255), 0, 255).astype(np.uint8)
 
 
-def dead_leaves(size: int, rng: np.random.Generator, palette: np.ndarray | None = None) -> np.ndarray:
+def dead_leaves(size: int, rng: np.random.Generator, palette: np.ndarray | None = None, *,
+                count: int | None = None, mask: np.ndarray | None = None) -> np.ndarray:
     """A dead-leaves image (size, size, 3) float32 in [0, 1]: occluding anti-aliased discs and quadrilaterals whose
     radii follow the scale-invariant 1/r^3 density between 2 px and size/3, drawn in random order; colours from
-    ``palette`` (N, 3) uint8 (70 %) or uniform; then optional fine texture and smooth shading."""
+    ``palette`` (N, 3) uint8 (70 %) or uniform; then optional fine texture and smooth shading.
+
+    ``count`` leaves (default: enough to cover the square several times over); ``mask``, a (size, size) uint8 array,
+    receives the leaves' anti-aliased coverage (255 inside), for compositing a sparse layer over another image."""
     import cv2
 
     s = int(size)
     img = np.empty((s, s, 3), np.uint8)
     img[:] = rng.integers(0, 256, 3)
     rmin, rmax = 2.0, s / 3.0
-    n = max(16, s * s // 35)
+    n = max(16, s * s // 35) if count is None else int(count)
     r = (rmin ** -2 + rng.random(n) * (rmax ** -2 - rmin ** -2)) ** -0.5
     shift = 4  # sub-pixel positions (1/16 px)
     cx = rng.uniform(-0.05 * s, 1.05 * s, n) * 16
@@ -225,15 +232,18 @@ def dead_leaves(size: int, rng: np.random.Generator, palette: np.ndarray | None 
     for i in range(n):
         colour = (int(cols[i, 0]), int(cols[i, 1]), int(cols[i, 2]))
         radius = r[i] * 16
+        targets = ((img, colour),) if mask is None else ((img, colour), (mask, 255))
         if not quad[i]:
-            cv2.circle(img, (int(cx[i]), int(cy[i])), int(radius), colour, -1, cv2.LINE_AA, shift)
+            for canvas, value in targets:
+                cv2.circle(canvas, (int(cx[i]), int(cy[i])), int(radius), value, -1, cv2.LINE_AA, shift)
         else:
             c, si = np.cos(angles[i]), np.sin(angles[i])
             u = np.array([c, si]) * radius
             v = np.array([-si, c]) * radius * aspect[i]
             centre = np.array([cx[i], cy[i]])
             pts = np.stack([centre + u + v, centre + u - v, centre - u - v, centre - u + v]).astype(np.int32)
-            cv2.fillConvexPoly(img, pts, colour, cv2.LINE_AA, shift)
+            for canvas, value in targets:
+                cv2.fillConvexPoly(canvas, pts, value, cv2.LINE_AA, shift)
     x = img.astype(np.float32) / 255.0
     if rng.random() < 0.6:  # fine texture inside the leaves
         sigma, amplitude = rng.uniform(0.7, 4.0), rng.uniform(0.03, 0.2)
@@ -244,6 +254,28 @@ def dead_leaves(size: int, rng: np.random.Generator, palette: np.ndarray | None 
         shade = cv2.resize(cv2.GaussianBlur(coarse, (0, 0), 1.0), (s, s), interpolation=cv2.INTER_CUBIC)
         x = x * (1.0 + 0.3 * (shade / (np.abs(shade).max() + 1e-6))[..., None])
     return np.clip(x, 0.0, 1.0)
+
+
+def dead_leaves_dof(size: int, rng: np.random.Generator, palette: np.ndarray | None = None,
+                    sigma_range: tuple[float, float] = (1.0, 4.0)) -> np.ndarray:
+    """Dead leaves with a depth of field (size, size, 3) float32 in [0, 1]: a sparse layer of sharp leaves (covering
+    roughly a quarter to two thirds of the square) over a full dead-leaves background that is out of focus (a
+    Gaussian of sigma U(``sigma_range``) px, in linear light, gamma 2.2).
+
+    Content that is sharp *as a target* yet holds soft edges next to hard ones, as photographs do (a blurred
+    background, a soft shadow, a micrograph's halo): in plain dead leaves every edge is hard, so softness always
+    means "blurred" and a model learns to harden every soft edge it meets. The blur applied to the crop afterwards
+    softens both layers, so the hard edges still tell the model how much blur there is to undo."""
+    import cv2
+
+    s = int(size)
+    back = dead_leaves(s, rng, palette)
+    sigma = rng.uniform(*sigma_range)
+    back = np.clip(cv2.GaussianBlur(back ** GAMMA, (0, 0), sigma, borderType=cv2.BORDER_REFLECT), 0.0, 1.0) ** (1.0 / GAMMA)
+    mask = np.zeros((s, s), np.uint8)
+    front = dead_leaves(s, rng, palette, count=max(4, int(s * s / rng.uniform(120.0, 600.0))), mask=mask)
+    alpha = (mask.astype(np.float32) / 255.0)[..., None]
+    return np.clip(alpha * front + (1.0 - alpha) * back, 0.0, 1.0).astype(np.float32)
 
 
 _TEXT_CHARS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,;:!?-()/'&%"))
@@ -393,7 +425,10 @@ class FamilyBlurDataset(RenderedDataset):
         if cfg.text_fraction > 0 and rng.random() < cfg.text_fraction:  # drawn only when on: old recipes keep their data
             content, source = text_image(size, rng, self.palette), "text"
         elif not self.photos or rng.random() < cfg.dead_leaves_fraction:
-            content, source = dead_leaves(size, rng, self.palette), "dead_leaves"
+            if cfg.dof_prob > 0 and rng.random() < cfg.dof_prob:  # drawn only when on: old recipes keep their data
+                content, source = dead_leaves_dof(size, rng, self.palette), "dead_leaves_dof"
+            else:
+                content, source = dead_leaves(size, rng, self.palette), "dead_leaves"
         else:
             name, photo = self.photos[int(rng.integers(len(self.photos)))]
             content, source = _photo_window(photo, size, rng, cfg.scale_range), name
