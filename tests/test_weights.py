@@ -83,7 +83,7 @@ def test_shipped_default_is_present_small_and_self_describing():
     from dramnet_edge.weights import EMBEDDED_DEFAULT
 
     path = default_checkpoint(EMBEDDED_DEFAULT)
-    assert path is not None and path.stat().st_size <= 15 * 1024 * 1024  # the model-quality issue's limit
+    assert path is not None and path.stat().st_size <= 15_000_000  # the model-quality issue's limit: 15 MB (not MiB)
     meta = read_metadata(path)
     assert meta["model"] == EMBEDDED_DEFAULT
     for log in ("train.csv", "val.csv", "metrics.json", "real_photos.json"):
