@@ -89,3 +89,22 @@ def test_shipped_recipes_load(name):
     if name.startswith("aibnet"):
         assert sum(s.iters for s in cfg.stages) == 400_000
         assert (cfg.optim.lr, cfg.optim.min_lr, cfg.data.crop) == (2e-4, 1e-7, 256)
+
+
+def test_every_recipe_in_train_loads():
+    """A key renamed in the config schema must not leave a recipe in train/ that `train --config` would reject."""
+    names = sorted(p.name for p in RECIPES.glob("*.yaml"))
+    assert len(names) >= 20, names
+    for path in sorted(RECIPES.glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.stages and all(s.iters > 0 for s in cfg.stages), path.name
+
+
+def test_gpu_recipe_for_the_next_default_continues_the_shipped_weights_with_the_gate_frozen():
+    cfg = load_config(RECIPES / "embedded-default-gpu-dof.yaml")
+    root = RECIPES.parent
+    assert cfg.model.name == "dramnet_lite" and (root / cfg.model.init_checkpoint).is_file()
+    assert cfg.loss.lambda_blur == 0.0  # the blur map (the early-exit gate) is frozen, as in steps 4b-6
+    fam = cfg.data.families
+    assert fam["dof_prob"] == 0.5 and fam["text_fraction"] == 0.2  # step 6's mix
+    assert cfg.data.batch_size == 64 and cfg.run.amp == "bf16"
