@@ -315,12 +315,15 @@ def run_quickstart(out: str | os.PathLike, *, fast: bool = False, threads: int |
                 st.artifacts[key], report = stage_calibrate(st.artifacts["onnx-fp32"], st.checkpoint,
                                                             out / "artifacts" / "dramnet-onnx-int8.onnx", fast,
                                                             st.threads, st.log)
+                from ..calibrate.report import written_met
+
                 model = (report.get("final") or {}).get("model") or {}
                 fb = report.get("fallback") or {}
                 if "drop_db_mean" not in model:
                     return st.artifacts[key].name
                 return (f"{st.artifacts[key].name}; INT8 vs FP32 drop {model['drop_db_mean']:.3f} dB mean, "
-                        f"{model.get('drop_db_worst', float('nan')):.3f} dB worst tile; budget met={fb.get('met')}; "
+                        f"{model.get('drop_db_worst', float('nan')):.3f} dB worst tile; "
+                        f"budget met={written_met(report)}; "
                         f"{len(fb.get('reverted') or [])} layer group(s) reverted to float")
 
             st.run("calibrate onnx int8", calib, needs=("train", "export onnx fp32"))

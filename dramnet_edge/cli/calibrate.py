@@ -74,6 +74,7 @@ def calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe, tiles, bud
 def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tiles, budget_db, worst_budget_db, method,
                library, tau, max_evals, threads, output, no_check, overwrite):
     from ..calibrate.pipeline import calibrate, check_budget, report_paths
+    from ..calibrate.report import verdict
     from ..calibrate.quantize import QuantSettings
     from ..calibrate.recipe import CalibrationRecipe, load_recipe
 
@@ -126,7 +127,7 @@ def _calibrate(model, checkpoint, onnx_path, tile, calib_data, recipe_path, tile
     click.echo(f"{output} (int8 Q/DQ, {library} {method}, tile {report['tile']}): drop vs FP32 "
                f"{final['drop_db_mean']:+.3f} dB mean, {final['drop_db_worst']:+.3f} dB worst held-out tile; "
                f"{len(report['fallback']['reverted'])} group(s) reverted to FP32; budget "
-               f"{'met' if report['fallback']['met'] else 'NOT met'}; report {json_path.name}, {md_path.name}")
+               f"{verdict(report)}; report {json_path.name}, {md_path.name}")
 
 
 def _load(model, checkpoint, tile, log):
