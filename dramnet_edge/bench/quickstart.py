@@ -26,8 +26,8 @@ from ..errors import UserError
 #: ONNX export (the calibration helper's ``calibrate(onnx=...)``); OpenVINO INT8 goes through ``export_model``.
 EXPORTS = (("onnx", "fp32"), ("openvino", "fp32"), ("onnx", "int8"), ("openvino", "int8"))
 #: Exit policies benched (see bench.parse_tau_list): none, the paper's light exit, our skip exit, both, at the
-#: thresholds docs/early_exit.md recommends for the shipped dramnet_lite (skip below 0.7, light below 0.85: 1.53x
-#: at -0.035 dB on half-sharp photos; the quickstart's fine-tune starts from those weights).
+#: thresholds docs/early_exit.md recommends for the shipped dramnet_lite (skip below 0.7, light below 0.85), from
+#: whose weights the quickstart's fine-tune starts.
 BENCH_TAUS = "none,0.85,0.7:,0.7:0.85"
 FAST_TRAIN = ("stages.0.iters=1", "stages.1.iters=2", "data.val_size=1", "run.log_every=1", "run.val_every=1000",
               "run.ckpt_every=1000", "run.tensorboard=false", "data.train_length=64")

@@ -139,8 +139,14 @@ class FallbackResult:
     worst_budget_db: float | None
 
 
+def within_budget(mean: float, worst: float, nonfinite: int, budget: float, worst_budget: float | None) -> bool:
+    """The budget test, for the loop's own measurements and for the written graphs' (``report.written_met``): no
+    non-finite output, mean drop within ``budget``, worst tile within ``worst_budget`` when one is given."""
+    return nonfinite == 0 and mean <= budget and (worst_budget is None or worst <= worst_budget)
+
+
 def _within(stats: DropStats, budget: float, worst_budget: float | None) -> bool:
-    return stats.nonfinite == 0 and stats.mean <= budget and (worst_budget is None or stats.worst <= worst_budget)
+    return within_budget(stats.mean, stats.worst, stats.nonfinite, budget, worst_budget)
 
 
 COARSENING = ("expert / block", "decoder block / ViT / BME", "decoder level")

@@ -9,20 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .fallback import within_budget
+
 
 def written_met(report: dict) -> bool:
-    """Whether the *written* graphs are within budget on the held-out tiles (``report["final"]["model"]``: mean drop
-    within ``budget_db``, worst tile within ``worst_budget_db`` when set, no non-finite output). The fallback decides
-    on its own estimate (``report["fallback"]["met"]``: groups reverted inside the already-quantized graph); the
-    written graphs are quantized afresh with those groups excluded, which moves the ranges of the layers around them,
-    so the two can differ by a few hundredths of a dB either way. What a user gets is the written graphs: this is the
-    verdict every summary reports."""
-    final = (report.get("final") or {}).get("model") or {}
-    if "drop_db_mean" not in final:
-        return bool(report["fallback"]["met"])
-    worst_budget = report.get("worst_budget_db")
-    return bool(final.get("nonfinite_outputs", 0) == 0 and final["drop_db_mean"] <= report["budget_db"]
-                and (worst_budget is None or final["drop_db_worst"] <= worst_budget))
+    """Whether the *written* graphs are within budget on the held-out tiles (``report["final"]["model"]``, by the
+    fallback's own test, ``fallback.within_budget``). The fallback decides on its estimate (``report["fallback"]
+    ["met"]``: groups reverted inside the already-quantized graph); the written graphs are quantized afresh with those
+    groups excluded, which moves the ranges of the layers around them, so the two can differ by a few hundredths of a
+    dB either way. What a user gets is the written graphs: this is the verdict every summary reports."""
+    final = report["final"]["model"]
+    return within_budget(final["drop_db_mean"], final["drop_db_worst"], final["nonfinite_outputs"],
+                         report["budget_db"], report.get("worst_budget_db"))
 
 
 def verdict(report: dict) -> str:
@@ -31,9 +29,8 @@ def verdict(report: dict) -> str:
     text = "met" if met else "NOT met"
     if met != estimate:
         est = report["fallback"].get("estimate") or {}
-        shown = f" ({est['drop_db_mean']:+.3f} dB mean)" if "drop_db_mean" in est else ""
-        text += (f" on the written graphs (the fallback's estimate{shown} said "
-                 f"{'met' if estimate else 'not met'})")
+        shown = f", {est['drop_db_mean']:+.3f} dB mean," if "drop_db_mean" in est else ""
+        text += f" on the written graphs (the fallback's estimate{shown} said {'met' if estimate else 'not met'})"
     return text
 
 
